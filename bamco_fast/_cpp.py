@@ -1,0 +1,68 @@
+"""Loads the compiled extension ``bamco_fast._C`` once, recording (not raising) a failure.
+
+``import bamco_fast`` must work without the extension (a source checkout that was never built, a wheel
+built against another torch). The load error is kept, warned about once when a ``cpp`` backend is
+first considered, and shown by ``python -m bamco_fast.info``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from typing import Any
+
+import torch
+
+_DISABLE_ENV = "BAMCO_FAST_DISABLE_CPP"
+_module: Any = None
+_error: str | None = None
+_loaded = False
+_warned = False
+
+
+def _load() -> None:
+    global _module, _error, _loaded
+    if _loaded:
+        return
+    _loaded = True
+    if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
+        _error = f"disabled by {_DISABLE_ENV}={os.environ[_DISABLE_ENV]}"
+        return
+    try:
+        _module = importlib.import_module("bamco_fast._C")
+    except Exception as exc:  # ImportError, OSError (undefined symbol), RuntimeError from registration
+        _error = f"{type(exc).__name__}: {exc}"
+        return
+    built = _module.build_info().get("torch_version", "?")
+    if built.split("+")[0] != torch.__version__.split("+")[0]:
+        _error = (
+            f"bamco_fast._C was built for torch {built} but torch {torch.__version__} is running; "
+            "rebuild with `pip install --no-build-isolation -e .`"
+        )
+        _module = None
+
+
+def available() -> bool:
+    """Whether the compiled CPU ops are registered under ``torch.ops.bamco_fast``."""
+    _load()
+    return _module is not None
+
+
+def load_error() -> str | None:
+    """Why the extension is unavailable (``None`` when it loaded)."""
+    _load()
+    return _error
+
+
+def warn_once() -> None:
+    """Warn (once per process) that the compiled ops are missing, with the reason."""
+    global _warned
+    if not available() and not _warned:
+        _warned = True
+        warnings.warn(f"bamco_fast: compiled CPU ops unavailable ({_error}); using fallbacks", stacklevel=3)
+
+
+def build_info() -> dict:
+    """Build facts of the extension (torch version, compiler, OpenMP), or ``{}`` when not loaded."""
+    return dict(_module.build_info()) if available() else {}

@@ -1,0 +1,35 @@
+"""Medical VQA datasets (Slake 1.0, VQA-RAD, PathVQA) read into one record type with honest splits.
+
+Entry points: :func:`load_split` and :class:`VQARecord`; ``python -m bamco_fast.data check-splits``.
+Only the standard library is needed, except ``pyarrow`` for Hugging Face parquet files.
+"""
+
+from .errors import DataError, DataFormatError, LayoutError, MissingFileError, SkipLog
+from .loading import DATASETS, LAYOUTS, has_native_validation, load_split
+from .pathvqa import read_pathvqa
+from .record import VQARecord, derive_answer_type, normalize_question
+from .slake import read_slake
+from .splits import SplitOverlap, carve_validation, overlap_report, parse_split_expr
+from .vqa_rad import read_vqa_rad
+
+__all__ = [
+    "DATASETS",
+    "LAYOUTS",
+    "DataError",
+    "DataFormatError",
+    "LayoutError",
+    "MissingFileError",
+    "SkipLog",
+    "SplitOverlap",
+    "VQARecord",
+    "carve_validation",
+    "derive_answer_type",
+    "has_native_validation",
+    "load_split",
+    "normalize_question",
+    "overlap_report",
+    "parse_split_expr",
+    "read_pathvqa",
+    "read_slake",
+    "read_vqa_rad",
+]

@@ -1,0 +1,70 @@
+"""Error types for dataset and knowledge-source input.
+
+Every error names the file (and line, where there is one), what was expected and what was found,
+so a user can fix the input without reading the code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DataError", "DataFormatError", "LayoutError", "MissingFileError", "SkipLog"]
+
+
+class DataError(ValueError):
+    """Base class of all input errors raised by ``bamco_fast.data`` and ``bamco_fast.knowledge``."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = self.path if line is None else f"{self.path}:{line}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class DataFormatError(DataError):
+    """A file exists but its content is not in the expected format."""
+
+
+class LayoutError(DataError):
+    """A dataset or knowledge-base folder does not have any of the supported layouts."""
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A file the input refers to (an image, an RRF table, a split file) does not exist."""
+
+
+@dataclass
+class SkipLog:
+    """Counts items skipped under ``--skip-missing`` instead of raising.
+
+    ``examples`` keeps the first few messages of each kind so a summary can show what was skipped.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: int = 3
+
+    def add(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        bucket = self.examples.setdefault(kind, [])
+        if len(bucket) < self.max_examples:
+            bucket.append(message)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "skipped: nothing"
+        lines = [f"skipped: {self.total} item(s)"]
+        for kind, n in sorted(self.counts.items()):
+            lines.append(f"  {kind}: {n}")
+            for example in self.examples.get(kind, []):
+                lines.append(f"    e.g. {example}")
+        return "\n".join(lines)

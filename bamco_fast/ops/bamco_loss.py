@@ -1,0 +1,307 @@
+"""The balanced multimodal contrastive loss (BaMCo Eq. 1, BalSCL semantics): reference, backends, dispatch.
+
+Math. ``features`` (B, V, D) are stacked view-major into anchors ``z_1..z_A`` (A = V*B); the keys are
+the anchors followed by the C ``prototypes``. With ``n_c`` the batch count of class c and
+``cnt[c] = V * n_c + 1`` (the prototype counts), anchor i of class y has the loss
+
+    l_i = log sum_{j != i} exp(z_i.k_j / T) / (cnt[y_j] - [y_j == y])
+          - 1 / |P(i)| * sum_{p in P(i)} z_i.k_p / T,
+
+where P(i) are the other keys of class y (own prototype included, so |P(i)| = V * n_y >= 1). The loss
+is the mean of l_i over the A anchors. Prototypes are keys only. ``mode="pairs"`` averages this
+two-view loss over every unordered pair of views (the paper's objective over image, text and
+intra-class image features).
+
+Backends: ``triton`` (CUDA), ``cpp`` (CPU, ``torch.ops.bamco_fast.bamco_loss``) and ``reference``
+(:func:`bamco_loss_reference`, pure torch, any device). The fused backends compute the loss and its
+gradient in one pass when a gradient is needed and never form the (A, A + C) similarity matrix.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from . import _backends
+
+_MODES = {"views": 0, "pairs": 1}
+OP_NAME = "bamco_loss"
+
+# Declared tolerances of the fused backends against the float64 oracle, per input dtype (atol, rtol).
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-10, 1e-9),
+    torch.float32: (2e-5, 2e-5),
+    torch.float16: (2e-2, 2e-2),
+    torch.bfloat16: (6e-2, 6e-2),
+}
+
+
+def bamco_loss_reference(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    prototypes: torch.Tensor,
+    temperature: float = 0.07,
+    mode: str = "views",
+    upcast: bool = True,
+) -> torch.Tensor:
+    """Vectorised pure-torch balanced contrastive loss (differentiable; the oracle and the fallback).
+
+    Args:
+        features: (B, V, D) float, rows L2-normalised by the caller, V >= 2.
+        labels: (B,) int64 in [0, C).
+        prototypes: (C, D) float, same dtype and device as ``features``.
+        temperature: T > 0.
+        mode: ``"views"`` (one loss over all V views) or ``"pairs"`` (mean over view pairs a < b).
+        upcast: compute in float32 when the inputs are float16/bfloat16.
+
+    Returns:
+        0-dim tensor in the dtype of ``features``. Materialises (V*B, V*B + C) temporaries.
+    """
+    out_dtype = features.dtype
+    if upcast and features.dtype in (torch.float16, torch.bfloat16):
+        features, prototypes = features.float(), prototypes.float()
+    num_views = features.shape[1]
+    if _MODES[mode] == 1 and num_views > 2:
+        losses = [
+            _views_loss_reference(features[:, [a, b]], labels, prototypes, temperature)
+            for a, b in itertools.combinations(range(num_views), 2)
+        ]
+        return torch.stack(losses).mean().to(out_dtype)
+    return _views_loss_reference(features, labels, prototypes, temperature).to(out_dtype)
+
+
+def _views_loss_reference(
+    features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    batch, num_views, dim = features.shape
+    num_classes = prototypes.shape[0]
+    anchors = features.transpose(0, 1).reshape(batch * num_views, dim)
+    keys = torch.cat([anchors, prototypes], dim=0)
+    row_labels = labels.repeat(num_views)
+    col_labels = torch.cat([row_labels, torch.arange(num_classes, device=labels.device)])
+    cnt = num_views * torch.bincount(labels, minlength=num_classes) + 1
+    logits = anchors @ keys.T / temperature
+    same = row_labels[:, None] == col_labels[None, :]
+    weight = cnt[col_labels][None, :] - same.to(cnt.dtype)
+    is_self = torch.zeros_like(same)
+    is_self.diagonal()[:] = True
+    biased = (logits - torch.log(weight.to(logits.dtype))).masked_fill(is_self, float("-inf"))
+    lse = torch.logsumexp(biased, dim=1)
+    positives = same & ~is_self
+    num_pos = (num_views * torch.bincount(labels, minlength=num_classes))[row_labels]
+    pos_mean = (logits * positives).sum(dim=1) / num_pos
+    return (lse - pos_mean).mean()
+
+
+def check_inputs(
+    features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor, temperature: float
+) -> None:
+    """Validate shapes, dtypes, devices, label range and temperature; raise naming the argument.
+
+    Raises:
+        TypeError: a non-tensor argument, non-floating features/prototypes, non-integer labels.
+        ValueError: wrong ranks or sizes, V < 2, empty batch, mismatched dtype/device, labels outside
+            [0, C), non-positive or non-finite temperature.
+    """
+    for name, t in (("features", features), ("labels", labels), ("prototypes", prototypes)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{OP_NAME}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if not features.is_floating_point():
+        raise TypeError(f"{OP_NAME}: features must be a floating tensor, got dtype {features.dtype}")
+    if not prototypes.is_floating_point():
+        raise TypeError(f"{OP_NAME}: prototypes must be a floating tensor, got dtype {prototypes.dtype}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{OP_NAME}: labels must be an integer tensor (int64), got dtype {labels.dtype}")
+    if features.dim() != 3:
+        raise ValueError(f"{OP_NAME}: features must have shape (B, V, D), got {tuple(features.shape)}")
+    batch, num_views, dim = features.shape
+    if batch == 0:
+        raise ValueError(f"{OP_NAME}: features must hold at least one sample, got {tuple(features.shape)}")
+    if num_views < 2:
+        raise ValueError(f"{OP_NAME}: features need V >= 2 views per sample, got {tuple(features.shape)}")
+    if prototypes.dim() != 2 or prototypes.shape[1] != dim or prototypes.shape[0] == 0:
+        raise ValueError(
+            f"{OP_NAME}: prototypes must have shape (C, D) with C >= 1 and D = {dim}, "
+            f"got {tuple(prototypes.shape)}"
+        )
+    if labels.shape != (batch,):
+        raise ValueError(f"{OP_NAME}: labels must have shape ({batch},), got {tuple(labels.shape)}")
+    if prototypes.dtype != features.dtype:
+        raise ValueError(
+            f"{OP_NAME}: prototypes dtype {prototypes.dtype} must match features dtype {features.dtype}"
+        )
+    if prototypes.device != features.device or labels.device != features.device:
+        raise ValueError(
+            f"{OP_NAME}: features, labels and prototypes must be on one device, got {features.device}, "
+            f"{labels.device} and {prototypes.device}"
+        )
+    if not isinstance(temperature, (int, float)) or not (0 < float(temperature) < float("inf")):
+        raise ValueError(f"{OP_NAME}: temperature must be a finite number > 0, got {temperature!r}")
+    if not torch.compiler.is_compiling():
+        num_classes = prototypes.shape[0]
+        lo, hi = torch.aminmax(labels)
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"{OP_NAME}: labels must lie in [0, {num_classes}) (C = prototypes.shape[0]), "
+                f"got values in [{lo}, {hi}]"
+            )
+
+
+def check_finite_result(loss: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the culprit when the loss is not finite.
+
+    The inputs are inspected only when the (scalar) loss is non-finite, so the check costs one scalar
+    read per call; it is skipped while ``torch.compile`` traces.
+    """
+    if torch.compiler.is_compiling() or bool(torch.isfinite(loss.detach())):
+        return
+    for name, t in (("features", features), ("prototypes", prototypes)):
+        bad = ~torch.isfinite(t.detach())
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{OP_NAME}: {name} contains {int(bad.sum())} non-finite values (first at index {first})"
+            )
+    raise ValueError(f"{OP_NAME}: the loss is not finite although the inputs are (temperature too small?)")
+
+
+def _check_grad_available(grad: torch.Tensor) -> None:
+    if grad.numel() == 0:
+        raise RuntimeError(
+            f"{OP_NAME}: backward called on a loss computed without gradient (inputs did not require grad)"
+        )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _, grad_features, grad_prototypes = output
+    ctx.save_for_backward(grad_features, grad_prototypes)
+
+
+def _backward(ctx, grad_loss, _grad_f, _grad_p):
+    grad_features, grad_prototypes = ctx.saved_tensors
+    _check_grad_available(grad_features)
+    if _is_cpu_one(grad_loss):  # plain loss.backward(): the saved gradients are the answer
+        return grad_features, None, grad_prototypes, None, None, None
+    return grad_loss * grad_features, None, grad_loss * grad_prototypes, None, None, None
+
+
+def _is_cpu_one(t: torch.Tensor) -> bool:
+    """``t`` is a CPU scalar equal to 1 (checked only in eager mode, where reading it is free)."""
+    if torch.compiler.is_compiling() or t.device.type != "cpu" or t.numel() != 1:
+        return False
+    return bool(t == 1)
+
+
+def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
+    loss = features.new_empty(())
+    if compute_grad:
+        return loss, torch.empty_like(features), torch.empty_like(prototypes)
+    return loss, features.new_empty((0,)), prototypes.new_empty((0,))
+
+
+_CPP_REGISTERED = False
+
+
+def _register_cpp() -> None:
+    """Attach the fake implementation and autograd formula to the compiled op (once)."""
+    global _CPP_REGISTERED
+    if _CPP_REGISTERED:
+        return
+    reason = _backends.cpp_availability()
+    if reason:
+        raise _backends.BackendUnavailableError(f"{OP_NAME}: {reason}")
+    torch.library.register_fake("bamco_fast::bamco_loss")(_fused_fake)
+    torch.library.register_autograd("bamco_fast::bamco_loss", _backward, setup_context=_setup_context)
+    _CPP_REGISTERED = True
+
+
+def cpp_op():
+    """The registered ``torch.ops.bamco_fast.bamco_loss`` (fake and autograd attached)."""
+    _register_cpp()
+    return torch.ops.bamco_fast.bamco_loss.default
+
+
+def triton_op():
+    """The Triton ``torch.ops.bamco_fast.bamco_loss_triton`` op (autograd attached on first use)."""
+    from ..kernels import bamco_loss as kernel  # lazy: Triton is optional
+
+    return kernel.registered_op(_setup_context, _backward)
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _fused(op, features, labels, prototypes, temperature, mode):
+    compute_grad = _needs_grad(features, prototypes)
+    loss, _, _ = op(
+        features.contiguous(), labels.contiguous(), prototypes.contiguous(), float(temperature), mode,
+        compute_grad,
+    )
+    return loss
+
+
+BACKENDS: tuple[_backends.Backend, ...] = (
+    _backends.Backend(
+        name="triton",
+        devices=("cuda",),
+        dtypes=(torch.float32, torch.float16, torch.bfloat16),
+        availability=_backends.triton_availability,
+    ),
+    _backends.Backend(
+        name="cpp",
+        devices=("cpu",),
+        dtypes=(torch.float32, torch.float64),
+        availability=_backends.cpp_availability,
+    ),
+    _backends.Backend(
+        name="reference",
+        devices=("cpu", "cuda"),
+        dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        availability=lambda: None,
+    ),
+)
+
+
+def backends(explicit: bool = False) -> tuple[_backends.Backend, ...]:
+    """The backend table in priority order.
+
+    Args:
+        explicit: the backend was named by the caller; only then may the Triton entry take CPU tensors,
+            and only under ``TRITON_INTERPRET=1`` (automatic choice never sends CPU tensors to Triton).
+    """
+    triton = BACKENDS[0]
+    if explicit and _backends.triton_interpreted():
+        triton = _backends.Backend(triton.name, ("cuda", "cpu"), triton.dtypes, triton.availability)
+    return (triton, *BACKENDS[1:])
+
+
+def select_backend(features: torch.Tensor, backend: str | None) -> _backends.Backend:
+    """The backend that runs these features (see :func:`bamco_fast.ops._backends.select`)."""
+    table = backends(explicit=_backends.is_explicit(backend))
+    return _backends.select(table, backend, features.device, features.dtype, op_name=OP_NAME)
+
+
+def bamco_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    prototypes: torch.Tensor,
+    temperature: float = 0.07,
+    mode: str = "views",
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Dispatching entry point behind :func:`bamco_fast.functional.bamco_loss` (see module docstring)."""
+    if mode not in _MODES:
+        raise ValueError(f"{OP_NAME}: mode must be one of {list(_MODES)}, got {mode!r}")
+    check_inputs(features, labels, prototypes, temperature)
+    chosen = select_backend(features, backend)
+    if chosen.name == "reference":
+        loss = bamco_loss_reference(features, labels, prototypes, temperature, mode)
+    elif chosen.name == "cpp":
+        loss = _fused(cpp_op(), features, labels, prototypes, temperature, _MODES[mode])
+    else:
+        loss = _fused(triton_op(), features, labels, prototypes, temperature, _MODES[mode])
+    check_finite_result(loss, features, prototypes)
+    return loss

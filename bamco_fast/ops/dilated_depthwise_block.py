@@ -1,0 +1,297 @@
+"""The dilated depthwise block of BaMCo's intra-class 3D encoder (GLIMS ``DACB``): reference, backends, dispatch.
+
+Math. For an input ``x`` (B, c, D, H, W), dilations ``delta_k`` = 1, 2, 3 (k = 0, 1, 2), per-(sample,
+channel) normalisation ``N(t) = (t - mean(t)) / sqrt(var(t) + eps)`` over the D*H*W voxels (biased
+variance) and ``prelu_s(t) = max(t, 0) + s * min(t, 0)`` with one scalar slope ``s``:
+
+    a_k = prelu_{s_k}(gamma_k * N(conv3d_dw(x, w_k, dilation=delta_k, padding=delta_k)) + beta_k)
+    h1  = prelu_{s_3}(N(W1 @ [a_0; a_1; a_2]))          W1: (e, 3c), a 1x1x1 convolution
+    h2  = prelu_{s_4}(N(W2 @ h1))                       W2: (c, e)
+    y   = prelu_{s_5}(N(h2 + x))
+
+``gamma_k, beta_k`` are per channel (GroupNorm with c groups); the other three normalisations have no
+affine part (InstanceNorm3d). The published block also adds a bias after every convolution; each such bias
+is followed by a per-channel mean subtraction and cancels exactly, so the fused backends take no biases
+(:func:`dilated_depthwise_block_reference` accepts them to demonstrate the identity).
+
+Backends: ``triton`` (CUDA, ``bamco_fast.kernels.dilated_depthwise_block``), ``cpp`` (CPU,
+``torch.ops.bamco_fast.dilated_depthwise_block``) and ``reference`` (pure torch, any device). The fused
+backends keep only ``x`` for the backward pass and recompute the block one sample at a time, so the
+activation memory of a block is that of its input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _backends
+
+OP_NAME = "dilated_depthwise_block"
+DILATIONS = (1, 2, 3)
+NUM_PRELU = 6
+
+# Declared tolerances of the fused backends against the float64 reference, per dtype (atol, rtol). The
+# block ends in a normalisation, so outputs are O(1) whatever the input scale.
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-9, 1e-9),
+    torch.float32: (2e-4, 2e-4),
+    torch.float16: (3e-2, 3e-2),
+    torch.bfloat16: (8e-2, 8e-2),
+}
+
+
+def _instance_norm(t: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.instance_norm(t, eps=eps)
+
+
+def dilated_depthwise_block_reference(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    pw1_weight: torch.Tensor,
+    pw2_weight: torch.Tensor,
+    prelu: torch.Tensor,
+    eps: float = 1e-5,
+    *,
+    dw_bias: torch.Tensor | None = None,
+    pw1_bias: torch.Tensor | None = None,
+    pw2_bias: torch.Tensor | None = None,
+    upcast: bool = True,
+) -> torch.Tensor:
+    """Pure-torch dilated depthwise block, layer by layer as the published module runs (see module docstring).
+
+    Args:
+        x: (B, c, D, H, W) float.
+        dw_weight: (3, c, 3, 3, 3) depthwise kernels for dilations 1, 2, 3.
+        norm_weight, norm_bias: (3, c) GroupNorm(c, c) affine parameters of the three branches.
+        pw1_weight: (e, 3c) first 1x1x1 convolution (input channels ordered branch-major: dilation 1's c
+            channels, then dilation 2's, then 3's).
+        pw2_weight: (c, e) second 1x1x1 convolution.
+        prelu: (6,) PReLU slopes: three branches, after ``pw1``, after ``pw2``, after the residual norm.
+        eps: normalisation epsilon (1e-5 in the published model).
+        dw_bias, pw1_bias, pw2_bias: optional (3, c), (e,), (c,) biases of the published layers; they cancel
+            in the following normalisation (the output does not depend on them).
+        upcast: compute in float32 when the inputs are float16/bfloat16.
+
+    Returns:
+        (B, c, D, H, W) in the dtype of ``x``; differentiable w.r.t. every tensor argument.
+    """
+    out_dtype = x.dtype
+    if upcast and x.dtype in (torch.float16, torch.bfloat16):
+        x, dw_weight, norm_weight, norm_bias = (
+            x.float(),
+            dw_weight.float(),
+            norm_weight.float(),
+            norm_bias.float(),
+        )
+        pw1_weight, pw2_weight, prelu = pw1_weight.float(), pw2_weight.float(), prelu.float()
+        dw_bias = None if dw_bias is None else dw_bias.float()
+        pw1_bias = None if pw1_bias is None else pw1_bias.float()
+        pw2_bias = None if pw2_bias is None else pw2_bias.float()
+    c = x.shape[1]
+    branches = []
+    for k, delta in enumerate(DILATIONS):
+        bias = None if dw_bias is None else dw_bias[k]
+        t = F.conv3d(x, dw_weight[k].unsqueeze(1), bias, padding=delta, dilation=delta, groups=c)
+        t = F.group_norm(t, c, norm_weight[k], norm_bias[k], eps)
+        branches.append(F.prelu(t, prelu[k : k + 1]))
+    h = torch.cat(branches, dim=1)
+    h = F.conv3d(h, pw1_weight[:, :, None, None, None], pw1_bias)
+    h = F.prelu(_instance_norm(h, eps), prelu[3:4])
+    h = F.conv3d(h, pw2_weight[:, :, None, None, None], pw2_bias)
+    h = F.prelu(_instance_norm(h, eps), prelu[4:5])
+    y = F.prelu(_instance_norm(h + x, eps), prelu[5:6])
+    return y.to(out_dtype)
+
+
+def check_inputs(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    pw1_weight: torch.Tensor,
+    pw2_weight: torch.Tensor,
+    prelu: torch.Tensor,
+    eps: float,
+) -> None:
+    """Validate types, shapes, dtypes and devices; raise naming the argument and the value received.
+
+    Raises:
+        TypeError: a non-tensor argument or a non-floating dtype.
+        ValueError: wrong ranks or sizes, an empty input, mismatched dtypes/devices, eps <= 0.
+    """
+    named = {
+        "x": x,
+        "dw_weight": dw_weight,
+        "norm_weight": norm_weight,
+        "norm_bias": norm_bias,
+        "pw1_weight": pw1_weight,
+        "pw2_weight": pw2_weight,
+        "prelu": prelu,
+    }
+    for name, t in named.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{OP_NAME}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{OP_NAME}: {name} must be a floating tensor, got dtype {t.dtype}")
+    if x.dim() != 5:
+        raise ValueError(f"{OP_NAME}: x must have shape (B, c, D, H, W), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{OP_NAME}: x must be non-empty, got shape {tuple(x.shape)}")
+    if x.shape[2] * x.shape[3] * x.shape[4] < 2:
+        raise ValueError(
+            f"{OP_NAME}: x needs at least 2 voxels per channel for the normalisations, got {tuple(x.shape)}"
+        )
+    c = x.shape[1]
+    if pw1_weight.dim() != 2:
+        raise ValueError(f"{OP_NAME}: pw1_weight must have shape (e, {3 * c}), got {tuple(pw1_weight.shape)}")
+    e = pw1_weight.shape[0]
+    expected = {
+        "dw_weight": (3, c, 3, 3, 3),
+        "norm_weight": (3, c),
+        "norm_bias": (3, c),
+        "pw1_weight": (e, 3 * c),
+        "pw2_weight": (c, e),
+        "prelu": (NUM_PRELU,),
+    }
+    for name, shape in expected.items():
+        if tuple(named[name].shape) != shape:
+            raise ValueError(
+                f"{OP_NAME}: {name} must have shape {shape} for x of shape {tuple(x.shape)}, "
+                f"got {tuple(named[name].shape)}"
+            )
+    for name, t in named.items():
+        if t.dtype != x.dtype:
+            raise ValueError(f"{OP_NAME}: {name} dtype {t.dtype} must match x dtype {x.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{OP_NAME}: {name} is on {t.device} but x is on {x.device}")
+    if not isinstance(eps, (int, float)) or not (0 < float(eps) < float("inf")):
+        raise ValueError(f"{OP_NAME}: eps must be a finite number > 0, got {eps!r}")
+
+
+def _fake_forward(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
+    return torch.empty_like(x)
+
+
+def _fake_backward(grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
+    return (
+        torch.empty_like(x),
+        torch.empty_like(dw_weight),
+        torch.empty_like(norm_weight),
+        torch.empty_like(norm_bias),
+        torch.empty_like(pw1_weight),
+        torch.empty_like(pw2_weight),
+        torch.empty_like(prelu),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps = inputs
+    ctx.save_for_backward(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu)
+    ctx.eps = eps
+
+
+def _cpp_backward(ctx, grad_y):
+    grads = torch.ops.bamco_fast.dilated_depthwise_block_backward.default(
+        grad_y.contiguous(), *ctx.saved_tensors, ctx.eps
+    )
+    return (*grads, None)
+
+
+_CPP_REGISTERED = False
+
+
+def _register_cpp() -> None:
+    """Attach the fake implementations and the autograd formula to the compiled ops (once)."""
+    global _CPP_REGISTERED
+    if _CPP_REGISTERED:
+        return
+    from .. import _cpp
+
+    if not _cpp.available():
+        raise _backends.BackendUnavailableError(
+            f"{OP_NAME}: bamco_fast._C is not loaded ({_cpp.load_error()})"
+        )
+    torch.library.register_fake("bamco_fast::dilated_depthwise_block")(_fake_forward)
+    torch.library.register_fake("bamco_fast::dilated_depthwise_block_backward")(_fake_backward)
+    torch.library.register_autograd(
+        "bamco_fast::dilated_depthwise_block", _cpp_backward, setup_context=_setup_context
+    )
+    _CPP_REGISTERED = True
+
+
+def cpp_op():
+    """The registered ``torch.ops.bamco_fast.dilated_depthwise_block`` (fakes and autograd attached)."""
+    _register_cpp()
+    return torch.ops.bamco_fast.dilated_depthwise_block.default
+
+
+def triton_op():
+    """The Triton op ``torch.ops.bamco_fast.dilated_depthwise_block_triton`` (autograd attached)."""
+    from ..kernels import dilated_depthwise_block as kernel  # lazy: Triton is optional
+
+    return kernel.registered_op()
+
+
+BACKENDS: tuple[_backends.Backend, ...] = (
+    _backends.Backend(
+        name="triton",
+        devices=("cuda",),
+        dtypes=(torch.float32, torch.bfloat16),
+        availability=_backends.triton_availability,
+    ),
+    _backends.Backend(
+        name="cpp",
+        devices=("cpu",),
+        dtypes=(torch.float32, torch.float64),
+        availability=_backends.cpp_availability,
+    ),
+    _backends.Backend(
+        name="reference",
+        devices=("cpu", "cuda"),
+        dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        availability=lambda: None,
+    ),
+)
+
+
+def backends(explicit: bool = False) -> tuple[_backends.Backend, ...]:
+    """The backend table in priority order.
+
+    Args:
+        explicit: the backend was named by the caller; only then may the Triton entry take CPU tensors,
+            and only under ``TRITON_INTERPRET=1`` (automatic choice never sends CPU tensors to Triton).
+    """
+    triton = BACKENDS[0]
+    if explicit and _backends.triton_interpreted():
+        triton = _backends.Backend(triton.name, ("cuda", "cpu"), triton.dtypes, triton.availability)
+    return (triton, *BACKENDS[1:])
+
+
+def select_backend(x: torch.Tensor, backend: str | None) -> _backends.Backend:
+    """The backend that runs this input (see :func:`bamco_fast.ops._backends.select`)."""
+    table = backends(explicit=_backends.is_explicit(backend))
+    return _backends.select(table, backend, x.device, x.dtype, op_name=OP_NAME)
+
+
+def dilated_depthwise_block(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    pw1_weight: torch.Tensor,
+    pw2_weight: torch.Tensor,
+    prelu: torch.Tensor,
+    eps: float = 1e-5,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Dispatching entry point behind :func:`bamco_fast.functional.dilated_depthwise_block`."""
+    check_inputs(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps)
+    chosen = select_backend(x, backend)
+    args = (x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu)
+    if chosen.name == "reference":
+        return dilated_depthwise_block_reference(*args, eps)
+    op = cpp_op() if chosen.name == "cpp" else triton_op()
+    return op(*(t.contiguous() for t in args), float(eps))

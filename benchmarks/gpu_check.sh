@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU check of the Triton backend of bamco_loss: build the package against the installed torch, run the
+# CUDA tests of the ops, then print the timing table (fwd+bwd, triton vs reference). Needs no network.
+# Usage: bash benchmarks/gpu_check.sh   (from anywhere; runs in the repository root, about 3-5 minutes)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "environment"
+"${PYTHON}" - <<'PY'
+import sys, torch
+print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda)
+try:
+    import triton
+    print("triton", triton.__version__)
+except Exception as exc:  # reported, the tests below will fail loudly
+    print("triton import failed:", exc)
+print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO CUDA DEVICE")
+PY
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+step "pip install --no-build-isolation --no-deps -e .  (builds the C++ extension against this torch)"
+"${PYTHON}" -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 5
+
+step "pytest -m cuda tests/ops"
+timeout 240 "${PYTHON}" -m pytest -m cuda tests/ops -q -p no:cacheprovider -rs
+
+step "timing table (benchmarks/gpu_table.py)"
+timeout 150 "${PYTHON}" benchmarks/gpu_table.py
+
+step "done"

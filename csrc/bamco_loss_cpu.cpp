@@ -1,0 +1,436 @@
+// CPU kernel of bamco_fast::bamco_loss: the balanced multimodal contrastive loss and its gradient.
+//
+// Notation. features (B, V, D) are stacked view-major into the anchors Z (A = V*B rows); the keys are
+// K = [Z; prototypes] (M = A + C rows). For a group g of k views (mode 0: all V views; mode 1: one
+// unordered pair of views), anchor i of class y in g sees the keys of g's views plus all prototypes,
+// with class sizes cnt[c] = k*n_c + 1 and biases b_ij = -log(cnt[y_j] - [y_j == y_i]):
+//
+//   loss_i = log sum_{j != i} exp(s_ij / T + b_ij) - (1 / (k n_y)) sum_{j in P(i)} s_ij / T,
+//
+// P(i) = the other keys of class y in g (own prototype included), s_ij = z_i . k_j. The loss is the
+// mean over groups of the mean over their k*B anchors. Gradient w.r.t. s_ij:
+//   G_ij = coef / T * (softmax_ij - [j in P(i)] / (k n_y)),     coef = 1 / (num_groups * k * B)
+// so dZ = G K (anchor side) and dK = G^T Z (key side).
+//
+// Algorithm. Anchors are processed in row strips of R rows (OpenMP over strips). Per strip one GEMM
+// gives the R x M similarities, a two-pass max / sum-exp per row and group gives the exact
+// log-sum-exp (stable for any T > 0), and, when gradients are wanted, the same strip is turned into G
+// and two GEMMs produce the strip's anchor gradient and its contribution to the key gradient
+// (accumulated per key block under a lock). Extra memory: O(threads * R * M) for the strips plus
+// O((A + C) * D) for the gradients; the A x M matrix never exists.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// The per-row passes are compiled for several x86 SIMD levels and picked at load time (GCC ifunc), so one
+// binary is both portable and vectorised on the machine it runs on.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define BAMCO_INLINE inline __attribute__((always_inline))
+#define BAMCO_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define BAMCO_INLINE inline
+#define BAMCO_CLONES
+#endif
+
+namespace bamco_fast {
+namespace {
+
+// exp(x) for x <= 0 in float, written so that the compiler vectorises it with any SIMD level: round to
+// nearest with the 1.5 * 2^23 trick, Cody-Waite range reduction and a degree-6 polynomial (max relative
+// error ~2 ulp); returns 0 below -87.
+BAMCO_INLINE float exp_nonpos(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const float n = shifted - 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, sizeof(bits));
+  const int32_t e = ((bits - 0x4B400000) + 127) << 23;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  float scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
+}
+BAMCO_INLINE double exp_nonpos(double x) { return std::exp(x); }
+
+// Per-column data shared by all rows: label and -log(cnt[label]).
+template <typename scalar_t>
+struct Columns {
+  const int32_t* label;
+  const scalar_t* neg_log_cnt;
+};
+
+// One contiguous span [begin, end) of a row's columns (never containing the anchor itself).
+struct Span {
+  int64_t begin;
+  int64_t end;
+};
+
+// Pass 1: the row maximum of s/T + bias over the spans.
+template <typename scalar_t>
+BAMCO_INLINE scalar_t spans_max(const scalar_t* s, const Columns<scalar_t>& col, const Span* spans, int nspans,
+                          int64_t y, scalar_t inv_t, scalar_t same_bias) {
+  const int32_t* __restrict lab = col.label;
+  const scalar_t* __restrict nlc = col.neg_log_cnt;
+  const int32_t y32 = static_cast<int32_t>(y);
+  scalar_t m = -std::numeric_limits<scalar_t>::infinity();
+  for (int q = 0; q < nspans; ++q) {
+    const int64_t b = spans[q].begin, e = spans[q].end;
+#pragma omp simd reduction(max : m)
+    for (int64_t j = b; j < e; ++j) {
+      const scalar_t v = s[j] * inv_t + (lab[j] == y32 ? same_bias : nlc[j]);
+      m = v > m ? v : m;
+    }
+  }
+  return m;
+}
+
+// Pass 2: writes exp(s/T + bias - m) to ex[j], returns the sum, and adds the positives' s to pos_sum.
+template <typename scalar_t>
+BAMCO_INLINE scalar_t spans_sumexp(const scalar_t* s, const Columns<scalar_t>& col, const Span* spans, int nspans,
+                             int64_t y, scalar_t inv_t, scalar_t same_bias, scalar_t m, scalar_t* ex,
+                             scalar_t& pos_sum) {
+  const int32_t* __restrict lab = col.label;
+  const scalar_t* __restrict nlc = col.neg_log_cnt;
+  scalar_t* __restrict out = ex;
+  const int32_t y32 = static_cast<int32_t>(y);
+  scalar_t sum = 0, pos = 0;
+  for (int q = 0; q < nspans; ++q) {
+    const int64_t b = spans[q].begin, e = spans[q].end;
+#pragma omp simd reduction(+ : sum, pos)
+    for (int64_t j = b; j < e; ++j) {
+      const bool same = lab[j] == y32;
+      const scalar_t bias = same ? same_bias : nlc[j];
+      const scalar_t v = exp_nonpos(s[j] * inv_t + bias - m);
+      out[j] = v;
+      sum += v;
+      pos += same ? s[j] : scalar_t(0);
+    }
+  }
+  pos_sum += pos;
+  return sum;
+}
+
+// Pass 3: g[j] (+)= c_soft * ex[j] - c_pos * [label_j == y] (overwrite when the row has one group).
+template <typename scalar_t>
+BAMCO_INLINE void spans_grad(const scalar_t* ex, const Columns<scalar_t>& col, const Span* spans, int nspans,
+                       int64_t y, scalar_t c_soft, scalar_t c_pos, scalar_t* g, bool overwrite) {
+  const int32_t* __restrict lab = col.label;
+  const scalar_t* __restrict e_in = ex;
+  scalar_t* __restrict g_out = g;
+  const int32_t y32 = static_cast<int32_t>(y);
+  for (int q = 0; q < nspans; ++q) {
+    const int64_t b = spans[q].begin, e = spans[q].end;
+    if (overwrite) {
+#pragma omp simd
+      for (int64_t j = b; j < e; ++j) g_out[j] = c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
+    } else {
+#pragma omp simd
+      for (int64_t j = b; j < e; ++j) g_out[j] += c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
+    }
+  }
+}
+
+// One anchor row within one group: returns the row loss (unscaled) and, if g != nullptr, adds
+// coef * dloss/ds to g. `ex` is scratch of length M.
+template <typename scalar_t>
+BAMCO_INLINE scalar_t row_group(const scalar_t* s, const Columns<scalar_t>& col, const Span* spans, int nspans, int64_t y,
+                   int64_t num_pos, scalar_t inv_t, scalar_t coef, scalar_t* ex, scalar_t* g,
+                                bool overwrite) {
+  const scalar_t same_bias = -std::log(static_cast<scalar_t>(num_pos));
+  const scalar_t m = spans_max(s, col, spans, nspans, y, inv_t, same_bias);
+  scalar_t pos_sum = 0;
+  const scalar_t sum = spans_sumexp(s, col, spans, nspans, y, inv_t, same_bias, m, ex, pos_sum);
+  const scalar_t lse = m + std::log(sum);
+  if (g != nullptr) {
+    spans_grad(ex, col, spans, nspans, y, coef * inv_t / sum, coef * inv_t / num_pos, g, overwrite);
+  }
+  return lse - pos_sum * inv_t / static_cast<scalar_t>(num_pos);
+}
+
+BAMCO_CLONES float row_group_f32(const float* s, const Columns<float>& col, const Span* spans, int nspans,
+                                 int64_t y, int64_t num_pos, float inv_t, float coef, float* ex, float* g,
+                                 bool overwrite) {
+  return row_group<float>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+}
+double row_group_dispatch(const double* s, const Columns<double>& col, const Span* spans, int nspans,
+                          int64_t y, int64_t num_pos, double inv_t, double coef, double* ex, double* g,
+                          bool overwrite) {
+  return row_group<double>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+}
+float row_group_dispatch(const float* s, const Columns<float>& col, const Span* spans, int nspans, int64_t y,
+                         int64_t num_pos, float inv_t, float coef, float* ex, float* g, bool overwrite) {
+  return row_group_f32(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+}
+
+// The views of each group, as a flat table: group_views[g * k + t].
+std::vector<int64_t> make_groups(int64_t num_views, int64_t mode, int64_t& group_size) {
+  std::vector<int64_t> groups;
+  if (mode == 0) {
+    group_size = num_views;
+    for (int64_t v = 0; v < num_views; ++v) groups.push_back(v);
+  } else {
+    group_size = 2;
+    for (int64_t a = 0; a < num_views; ++a)
+      for (int64_t b = a + 1; b < num_views; ++b) {
+        groups.push_back(a);
+        groups.push_back(b);
+      }
+  }
+  return groups;
+}
+
+// A block of key rows: rows [begin, begin + rows) of segment `seg` (a view of features, or the prototypes).
+struct KeyBlock {
+  int64_t seg;
+  int64_t begin;
+  int64_t rows;
+};
+
+template <typename scalar_t>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tensor& features_in,
+                                                                 const at::Tensor& labels,
+                                                                 const at::Tensor& prototypes_in,
+                                                                 double temperature, int64_t mode,
+                                                                 bool compute_grad) {
+  // Work on aliases that do not require grad: the OpenMP workers below call ATen ops without the
+  // caller's thread-local autograd state.
+  const at::Tensor features = features_in.detach();
+  const at::Tensor prototypes = prototypes_in.detach();
+  const int64_t B = features.size(0), V = features.size(1), D = features.size(2);
+  const int64_t C = prototypes.size(0);
+  const int64_t A = V * B, M = A + C;
+  const auto opts = features.options();
+
+  // Key segments, used in place (no stacked copy): view v is features[:, v, :] (row stride V*D, which
+  // BLAS takes as a leading dimension); segment V is the prototypes. Column j of the similarity strip
+  // is key j of the view-major order [view 0 rows, ..., view V-1 rows, prototypes].
+  std::vector<at::Tensor> segs;
+  for (int64_t v = 0; v < V; ++v) segs.push_back(features.select(1, v));
+  segs.push_back(prototypes);
+  auto seg_offset = [&](int64_t seg) { return seg * B; };
+
+  int64_t k = 0;
+  const std::vector<int64_t> groups = make_groups(V, mode, k);
+  const int64_t num_groups = static_cast<int64_t>(groups.size()) / k;
+
+  // Class sizes within a group (cnt = k * n_c + 1) and per-column label / -log(cnt).
+  const at::Tensor n_c = at::bincount(labels, {}, C);
+  const int64_t* n_ptr = n_c.data_ptr<int64_t>();
+  const int64_t* y_ptr = labels.data_ptr<int64_t>();
+  std::vector<int32_t> col_label(M);
+  std::vector<scalar_t> col_nlc(M);
+  for (int64_t j = 0; j < M; ++j) {
+    const int64_t lab = j < A ? y_ptr[j % B] : j - A;
+    col_label[j] = static_cast<int32_t>(lab);
+    col_nlc[j] = -std::log(static_cast<scalar_t>(k * n_ptr[lab] + 1));
+  }
+  const Columns<scalar_t> col{col_label.data(), col_nlc.data()};
+
+  const scalar_t inv_t = static_cast<scalar_t>(1.0 / temperature);
+  const scalar_t coef = static_cast<scalar_t>(1.0 / (static_cast<double>(num_groups) * k * B));
+
+  // For every view, the groups it belongs to.
+  std::vector<std::vector<int64_t>> groups_of_view(V);
+  for (int64_t g = 0; g < num_groups; ++g)
+    for (int64_t t = 0; t < k; ++t) groups_of_view[groups[g * k + t]].push_back(g);
+
+  // Row strips of R anchors, each inside one view; enough strips to keep every thread busy, small
+  // enough that the R x M similarity and gradient strips stay within a fixed budget.
+  const int nthreads = std::max(1, at::get_num_threads());
+  constexpr int64_t kMaxRows = 128;
+  constexpr int64_t kStripBudgetBytes = int64_t(64) << 20;
+  int64_t R = std::clamp<int64_t>((A + nthreads - 1) / nthreads, 8, kMaxRows);
+  const int64_t rows_by_budget = kStripBudgetBytes / (2 * M * static_cast<int64_t>(sizeof(scalar_t)));
+  R = std::max<int64_t>(1, std::min({R, std::max<int64_t>(rows_by_budget, 8), B}));
+  const int64_t strips_per_view = (B + R - 1) / R;
+  const int64_t num_strips = V * strips_per_view;
+
+  // Key blocks for the locked key-side accumulation: within a segment, multiples of R rows, so that a
+  // strip's own rows lie in exactly one block.
+  const int64_t kb_rows = R * std::max<int64_t>(1, 1024 / R);
+  std::vector<KeyBlock> blocks;
+  for (int64_t seg = 0; seg <= V; ++seg) {
+    const int64_t n = seg < V ? B : C;
+    for (int64_t b0 = 0; b0 < n; b0 += kb_rows) blocks.push_back({seg, b0, std::min(kb_rows, n - b0)});
+  }
+  const int64_t num_blocks = static_cast<int64_t>(blocks.size());
+  const int64_t blocks_per_view = (B + kb_rows - 1) / kb_rows;
+  std::unique_ptr<std::mutex[]> locks(new std::mutex[num_blocks]);
+
+  at::Tensor grad_features = compute_grad ? at::zeros({B, V, D}, opts) : at::empty({0}, opts);
+  at::Tensor grad_prototypes = compute_grad ? at::zeros({C, D}, opts) : at::empty({0}, opts);
+  std::vector<at::Tensor> grad_segs;
+  if (compute_grad) {
+    for (int64_t v = 0; v < V; ++v) grad_segs.push_back(grad_features.select(1, v));
+    grad_segs.push_back(grad_prototypes);
+  }
+
+  std::vector<double> row_loss(A, 0.0);
+  const int64_t scratch_cols = (compute_grad ? 2 * M : M) + M + D;
+  const at::Tensor scratch = at::empty({nthreads, R, scratch_cols}, opts);
+  const bool single_group = groups_of_view[0].size() == 1;
+
+  std::exception_ptr failure;
+  std::mutex failure_lock;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+  for (int64_t strip = 0; strip < num_strips; ++strip) {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    try {
+    const at::AutoDispatchBelowAutograd no_autograd;
+    const int64_t view = strip / strips_per_view;
+    const int64_t b0 = (strip % strips_per_view) * R;
+    const int64_t rows = std::min(R, B - b0);
+    const at::Tensor mine = scratch.select(0, tid);
+    at::Tensor sim = mine.narrow(1, 0, M).narrow(0, 0, rows);
+    const at::Tensor z = segs[view].narrow(0, b0, rows);
+    for (int64_t seg = 0; seg <= V; ++seg) {
+      at::Tensor out = sim.narrow(1, seg_offset(seg), segs[seg].size(0));
+      at::mm_out(out, z, segs[seg].t());
+    }
+    at::Tensor gstrip;
+    if (compute_grad) gstrip = mine.narrow(1, M, M).narrow(0, 0, rows);
+    const int64_t ld = scratch_cols;
+    const scalar_t* s_base = sim.data_ptr<scalar_t>();
+    scalar_t* g_base = compute_grad ? gstrip.data_ptr<scalar_t>() : nullptr;
+    scalar_t* ex = mine.data_ptr<scalar_t>() + (compute_grad ? 2 * M : M);
+
+    Span spans[16];
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = b0 + r;
+      const int64_t i = view * B + b;
+      const int64_t y = y_ptr[b];
+      scalar_t* g_row = g_base ? g_base + r * ld : nullptr;
+      if (g_row && !single_group) std::fill(g_row, g_row + M, scalar_t(0));
+      double loss_i = 0.0;
+      for (const int64_t g : groups_of_view[view]) {
+        // Spans: each view of the group (skipping the anchor itself), then the prototypes.
+        int ns = 0;
+        for (int64_t t = 0; t < k; ++t) {
+          const int64_t v = groups[g * k + t];
+          const int64_t lo = v * B, hi = lo + B;
+          if (v == view) {
+            if (i > lo) spans[ns++] = {lo, i};
+            if (i + 1 < hi) spans[ns++] = {i + 1, hi};
+          } else {
+            spans[ns++] = {lo, hi};
+          }
+        }
+        spans[ns++] = {A, M};
+        const int64_t num_pos = k * n_ptr[y];
+        const scalar_t l = row_group_dispatch(s_base + r * ld, col, spans, ns, y, num_pos, inv_t, coef, ex,
+                                              g_row, single_group);
+        loss_i += static_cast<double>(coef) * static_cast<double>(l);
+      }
+      if (g_row) g_row[i] = scalar_t(0);
+      row_loss[i] = loss_i;
+    }
+
+    if (compute_grad) {
+      // Anchor side: dz = G K for the strip's rows, added under the lock of the block holding them.
+      at::Tensor dz = mine.narrow(1, scratch_cols - D, D).narrow(0, 0, rows);
+      for (int64_t seg = 0; seg <= V; ++seg) {
+        const at::Tensor gs = gstrip.narrow(1, seg_offset(seg), segs[seg].size(0));
+        if (seg == 0) {
+          at::mm_out(dz, gs, segs[seg]);
+        } else {
+          dz.addmm_(gs, segs[seg]);
+        }
+      }
+      {
+        const int64_t own = view * blocks_per_view + b0 / kb_rows;
+        std::lock_guard<std::mutex> guard(locks[own]);
+        grad_segs[view].narrow(0, b0, rows).add_(dz);
+      }
+      // Key side: dK_block += G[:, block]^T z, visiting blocks from a strip-dependent start.
+      const int64_t start = (strip * num_blocks) / std::max<int64_t>(num_strips, 1);
+      for (int64_t q = 0; q < num_blocks; ++q) {
+        const KeyBlock& kb = blocks[(start + q) % num_blocks];
+        const at::Tensor gs = gstrip.narrow(1, seg_offset(kb.seg) + kb.begin, kb.rows);
+        std::lock_guard<std::mutex> guard(locks[(start + q) % num_blocks]);
+        grad_segs[kb.seg].narrow(0, kb.begin, kb.rows).addmm_(gs.t(), z);
+      }
+    }
+    } catch (...) {
+      const std::lock_guard<std::mutex> guard(failure_lock);
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+
+  double total = 0.0;
+  for (int64_t i = 0; i < A; ++i) total += row_loss[i];
+  return {at::scalar_tensor(total, opts), grad_features, grad_prototypes};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_cpu(const at::Tensor& features,
+                                                              const at::Tensor& labels,
+                                                              const at::Tensor& prototypes,
+                                                              double temperature, int64_t mode,
+                                                              bool compute_grad) {
+  TORCH_CHECK(features.dim() == 3, "bamco_loss: features must be (B, V, D), got shape ", features.sizes());
+  TORCH_CHECK(features.size(0) >= 1, "bamco_loss: features must have a non-empty batch, got shape ",
+              features.sizes());
+  TORCH_CHECK(features.size(1) >= 2, "bamco_loss: features must have V >= 2 views, got shape ",
+              features.sizes());
+  TORCH_CHECK(prototypes.dim() == 2 && prototypes.size(1) == features.size(2),
+              "bamco_loss: prototypes must be (C, D) with D = ", features.size(2), ", got shape ",
+              prototypes.sizes());
+  TORCH_CHECK(prototypes.size(0) >= 1, "bamco_loss: prototypes must hold at least one class, got shape ",
+              prototypes.sizes());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == features.size(0),
+              "bamco_loss: labels must be (B,) with B = ", features.size(0), ", got shape ", labels.sizes());
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "bamco_loss: labels must be int64, got ",
+              labels.scalar_type());
+  TORCH_CHECK(features.scalar_type() == prototypes.scalar_type(),
+              "bamco_loss: features and prototypes must share a dtype, got ", features.scalar_type(), " and ",
+              prototypes.scalar_type());
+  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
+              "bamco_loss (cpu): features must be float32 or float64, got ", features.scalar_type());
+  TORCH_CHECK(temperature > 0.0 && std::isfinite(temperature),
+              "bamco_loss: temperature must be a finite positive number, got ", temperature);
+  TORCH_CHECK(mode == 0 || mode == 1, "bamco_loss: mode must be 0 (all views) or 1 (view pairs), got ", mode);
+  const at::Tensor lab = labels.contiguous();
+  if (lab.numel() > 0) {
+    const int64_t lo = lab.min().item<int64_t>(), hi = lab.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < prototypes.size(0), "bamco_loss: labels must lie in [0, ",
+                prototypes.size(0), "), got values in [", lo, ", ", hi, "]");
+  }
+  const at::Tensor f = features.contiguous();
+  const at::Tensor p = prototypes.contiguous();
+  return AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "bamco_loss_cpu", [&] {
+    return bamco_loss_kernel<scalar_t>(f, lab, p, temperature, mode, compute_grad);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bamco_fast, CPU, m) { m.impl("bamco_loss", &bamco_loss_cpu); }
+
+}  // namespace bamco_fast

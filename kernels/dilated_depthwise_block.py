@@ -1,0 +1,469 @@
+"""Triton (CUDA) backend of GLIMS' depthwise atrous block: ``bamco_fast::dilated_depthwise_block_triton``.
+
+Math (same contract as the C++ op ``bamco_fast::dilated_depthwise_block``, see
+:mod:`bamco_fast.ops.dilated_depthwise_block`): per sample and channel, N(t) = (t - mean) * rstd over the
+V = D*H*W voxels,
+
+    a_k = prelu_{s_k}(gamma_k N(dwconv_{k+1}(x)) + beta_k),  h1 = prelu_{s_3}(N(W1 a)),
+    h2 = prelu_{s_4}(N(W2 h1)),  y = prelu_{s_5}(N(h2 + x)).
+
+Kernels (grid = (rows, voxel blocks); every reduction is written as per-block partial sums that are added
+in a fixed order, so results are deterministic and there are no atomics):
+
+* ``_dw_fwd_kernel``: the three dilated depthwise convolutions of one (sample, channel) voxel block read
+  the input neighbourhood once (the three dilations share the cached loads) and write the raw branch
+  outputs straight into the branch-major concat layout with their partial (sum, sum of squares).
+* ``_norm_act_kernel``: normalise (+ GroupNorm affine) and PReLU, writing the GEMM operand in the compute
+  dtype. The 1x1x1 convolutions are batched GEMMs (cuBLAS, fp32 accumulation).
+* ``_residual_kernel``: r = prelu(N(z2)) + x with the partial moments of r in the same pass.
+* backward: ``_bwd_partials_kernel`` (sum g, sum g N(t), dL/dslope per block) and ``_bwd_apply_kernel``
+  (dL/dt = gamma rstd (g - mean g - N(t) mean(g N(t)))) serve all four normalisations;
+  ``_dw_bwd_kernel`` computes dL/dx (gather form of the transposed dilated convolutions, plus the
+  residual share) and the 81 partial weight gradients of its block in one sweep.
+
+The backward recomputes the forward from x, a chunk of samples at a time (``BACKWARD_CHUNK``), so only x
+is kept between forward and backward. Precision: fp32 and bf16 inputs; statistics, normalised values and
+gradients are fp32; in bf16 the GEMM operands are bf16.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+OP = "bamco_fast::dilated_depthwise_block_triton"
+BLOCK = 512
+BACKWARD_CHUNK = 8
+
+
+@triton.jit
+def _dw_fwd_kernel(x_ptr, w_ptr, d_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr):
+    row = tl.program_id(0)  # n * C + i
+    blk = tl.program_id(1)
+    n = row // C
+    i = row % C
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    ow = offs % W
+    oh = (offs // W) % H
+    od = offs // (W * H)
+    x_base = x_ptr + row.to(tl.int64) * V
+    for k in tl.static_range(3):
+        dl = k + 1
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for tap in tl.static_range(27):
+            id_ = od + (tap // 9 - 1) * dl
+            ih = oh + ((tap // 3) % 3 - 1) * dl
+            iw = ow + (tap % 3 - 1) * dl
+            m = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            xv = tl.load(x_base + (id_ * H + ih) * W + iw, mask=m, other=0.0).to(tl.float32)
+            wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
+            acc += wt * xv
+        out_row = (n * 3 + k) * C + i
+        tl.store(d_ptr + out_row.to(tl.int64) * V + offs, acc, mask=valid)
+        acc = tl.where(valid, acc, 0.0)
+        p = part_ptr + (out_row * NBLK + blk) * 2
+        tl.store(p, tl.sum(acc, axis=0))
+        tl.store(p + 1, tl.sum(acc * acc, axis=0))
+
+
+@triton.jit
+def _norm_act_kernel(
+    z_ptr,
+    out_ptr,
+    mean_ptr,
+    rstd_ptr,
+    gamma_ptr,
+    beta_ptr,
+    slope_ptr,
+    R,
+    V,
+    ROWS_PER_SLOPE,
+    SLOPE_OFF,
+    HAS_AFFINE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)  # n * R + r
+    r = row % R
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    z = tl.load(z_ptr + row.to(tl.int64) * V + offs, mask=valid, other=0.0).to(tl.float32)
+    t = (z - tl.load(mean_ptr + row)) * tl.load(rstd_ptr + row)
+    if HAS_AFFINE:
+        t = t * tl.load(gamma_ptr + r).to(tl.float32) + tl.load(beta_ptr + r).to(tl.float32)
+    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
+    out = tl.where(t > 0, t, s * t)
+    tl.store(out_ptr + row.to(tl.int64) * V + offs, out.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit
+def _residual_kernel(
+    z_ptr, x_ptr, r_ptr, mean_ptr, rstd_ptr, slope_ptr, part_ptr, V, NBLK, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0)
+    blk = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    base = row.to(tl.int64) * V
+    z = tl.load(z_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
+    t = (z - tl.load(mean_ptr + row)) * tl.load(rstd_ptr + row)
+    s = tl.load(slope_ptr + 4).to(tl.float32)
+    x = tl.load(x_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
+    r = tl.where(valid, tl.where(t > 0, t, s * t) + x, 0.0)
+    tl.store(r_ptr + base + offs, r, mask=valid)
+    p = part_ptr + (row * NBLK + blk) * 2
+    tl.store(p, tl.sum(r, axis=0))
+    tl.store(p + 1, tl.sum(r * r, axis=0))
+
+
+@triton.jit
+def _bwd_partials_kernel(
+    t_ptr,
+    dh_ptr,
+    mean_ptr,
+    rstd_ptr,
+    gamma_ptr,
+    beta_ptr,
+    slope_ptr,
+    part_ptr,
+    R,
+    V,
+    NBLK,
+    ROWS_PER_SLOPE,
+    SLOPE_OFF,
+    HAS_AFFINE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)
+    blk = tl.program_id(1)
+    r = row % R
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    base = row.to(tl.int64) * V
+    t = (
+        tl.load(t_ptr + base + offs, mask=valid, other=0.0).to(tl.float32) - tl.load(mean_ptr + row)
+    ) * tl.load(rstd_ptr + row)
+    u = t
+    if HAS_AFFINE:
+        u = t * tl.load(gamma_ptr + r).to(tl.float32) + tl.load(beta_ptr + r).to(tl.float32)
+    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
+    dh = tl.load(dh_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
+    g = tl.where(u > 0, dh, s * dh)
+    p = part_ptr + (row * NBLK + blk) * 3
+    tl.store(p, tl.sum(g, axis=0))
+    tl.store(p + 1, tl.sum(g * t, axis=0))
+    tl.store(p + 2, tl.sum(tl.where(u > 0, 0.0, dh * u), axis=0))
+
+
+@triton.jit
+def _bwd_apply_kernel(
+    t_ptr,
+    dh_ptr,
+    out_ptr,
+    mean_ptr,
+    rstd_ptr,
+    gamma_ptr,
+    beta_ptr,
+    slope_ptr,
+    mg_ptr,
+    mgt_ptr,
+    R,
+    V,
+    ROWS_PER_SLOPE,
+    SLOPE_OFF,
+    HAS_AFFINE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)
+    r = row % R
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    base = row.to(tl.int64) * V
+    rstd = tl.load(rstd_ptr + row)
+    t = (tl.load(t_ptr + base + offs, mask=valid, other=0.0).to(tl.float32) - tl.load(mean_ptr + row)) * rstd
+    u = t
+    scale = rstd
+    if HAS_AFFINE:
+        gamma = tl.load(gamma_ptr + r).to(tl.float32)
+        u = t * gamma + tl.load(beta_ptr + r).to(tl.float32)
+        scale = rstd * gamma
+    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
+    dh = tl.load(dh_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
+    g = tl.where(u > 0, dh, s * dh)
+    dt = scale * (g - tl.load(mg_ptr + row) - t * tl.load(mgt_ptr + row))
+    tl.store(out_ptr + base + offs, dt, mask=valid)
+
+
+@triton.jit
+def _dw_bwd_kernel(
+    x_ptr, w_ptr, dd_ptr, dres_ptr, dx_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0)  # n * C + i
+    blk = tl.program_id(1)
+    n = row // C
+    i = row % C
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < V
+    ow = offs % W
+    oh = (offs // W) % H
+    od = offs // (W * H)
+    base = row.to(tl.int64) * V
+    x_base = x_ptr + base
+    dx = tl.load(dres_ptr + base + offs, mask=valid, other=0.0)
+    for k in tl.static_range(3):
+        dl = k + 1
+        g_base = dd_ptr + ((n * 3 + k) * C + i).to(tl.int64) * V
+        g = tl.load(g_base + offs, mask=valid, other=0.0)
+        for tap in tl.static_range(27):
+            fd = (tap // 9 - 1) * dl
+            fh = ((tap // 3) % 3 - 1) * dl
+            fw = (tap % 3 - 1) * dl
+            wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
+            # dL/dx[v] += w[tap] * g[v - off]   (gather form of the transposed convolution)
+            jd = od - fd
+            jh = oh - fh
+            jw = ow - fw
+            mg = valid & (jd >= 0) & (jd < D) & (jh >= 0) & (jh < H) & (jw >= 0) & (jw < W)
+            gs = tl.load(g_base + (jd * H + jh) * W + jw, mask=mg, other=0.0)
+            dx += wt * gs
+            # dL/dw[tap] += sum_v x[v + off] * g[v]
+            id_ = od + fd
+            ih = oh + fh
+            iw = ow + fw
+            mx = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            xs = tl.load(x_base + (id_ * H + ih) * W + iw, mask=mx, other=0.0).to(tl.float32)
+            tl.store(part_ptr + (row * NBLK + blk) * 81 + k * 27 + tap, tl.sum(xs * g, axis=0))
+    tl.store(dx_ptr + base + offs, dx.to(dx_ptr.dtype.element_ty), mask=valid)
+
+
+def _grid(rows: int, V: int) -> tuple[int, int]:
+    return rows, triton.cdiv(V, BLOCK)
+
+
+def _moments(part: torch.Tensor, rows: int, V: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, NBLK, 2) partial (sum, sum of squares) -> fp32 mean, rstd (summed in float64)."""
+    sums = part.view(rows, -1, 2).double().sum(1)
+    mean = sums[:, 0] / V
+    var = (sums[:, 1] / V - mean * mean).clamp_min(0)
+    return mean.float().contiguous(), (var + eps).rsqrt().float().contiguous()
+
+
+def _var_mean(z: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    var, mean = torch.var_mean(z.float(), dim=-1, correction=0)
+    return mean.reshape(-1).contiguous(), (var + eps).rsqrt().reshape(-1).contiguous()
+
+
+def _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep: bool):
+    """Forward of a batch; returns y, and when ``keep`` the tensors the backward needs."""
+    B, C, D, H, W = x.shape
+    V, E = D * H * W, w1.shape[0]
+    op_dtype = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+    nblk = triton.cdiv(V, BLOCK)
+    dev = x.device
+    d = torch.empty(B, 3 * C, V, device=dev, dtype=torch.float32)
+    part = torch.empty(B * 3 * C, nblk, 2, device=dev, dtype=torch.float32)
+    _dw_fwd_kernel[_grid(B * C, V)](x, dw, d, part, C, D, H, W, V, nblk, BLOCK=BLOCK)
+    mean_d, rstd_d = _moments(part, B * 3 * C, V, eps)
+    a = torch.empty(B, 3 * C, V, device=dev, dtype=op_dtype)
+    _norm_act_kernel[_grid(B * 3 * C, V)](
+        d, a, mean_d, rstd_d, gamma, beta, prelu, 3 * C, V, C, 0, HAS_AFFINE=True, BLOCK=BLOCK
+    )
+    z1 = torch.matmul(w1.to(op_dtype), a)
+    mean1, rstd1 = _var_mean(z1, eps)
+    h1 = torch.empty(B, E, V, device=dev, dtype=op_dtype)
+    _norm_act_kernel[_grid(B * E, V)](
+        z1, h1, mean1, rstd1, gamma, beta, prelu, E, V, E, 3, HAS_AFFINE=False, BLOCK=BLOCK
+    )
+    z2 = torch.matmul(w2.to(op_dtype), h1)
+    mean2, rstd2 = _var_mean(z2, eps)
+    r = torch.empty(B, C, V, device=dev, dtype=torch.float32)
+    part_r = torch.empty(B * C, nblk, 2, device=dev, dtype=torch.float32)
+    _residual_kernel[_grid(B * C, V)](z2, x, r, mean2, rstd2, prelu, part_r, V, nblk, BLOCK=BLOCK)
+    mean_r, rstd_r = _moments(part_r, B * C, V, eps)
+    y = torch.empty_like(x)
+    _norm_act_kernel[_grid(B * C, V)](
+        r, y, mean_r, rstd_r, gamma, beta, prelu, C, V, C, 5, HAS_AFFINE=False, BLOCK=BLOCK
+    )
+    if not keep:
+        return y, None
+    saved = dict(
+        d=d,
+        stats_d=(mean_d, rstd_d),
+        a=a,
+        z1=z1,
+        stats1=(mean1, rstd1),
+        h1=h1,
+        z2=z2,
+        stats2=(mean2, rstd2),
+        r=r,
+        stats_r=(mean_r, rstd_r),
+    )
+    return y, saved
+
+
+def _norm_backward(t, dh, stats, gamma, beta, prelu, R, V, rows_per_slope, slope_off, affine):
+    """dL/dt through u = [gamma] N(t) [+ beta], prelu(u); returns (dL/dt fp32, per-row partial sums)."""
+    rows = t.shape[0] * R
+    nblk = triton.cdiv(V, BLOCK)
+    part = torch.empty(rows, nblk, 3, device=t.device, dtype=torch.float32)
+    mean, rstd = stats
+    _bwd_partials_kernel[_grid(rows, V)](
+        t,
+        dh,
+        mean,
+        rstd,
+        gamma,
+        beta,
+        prelu,
+        part,
+        R,
+        V,
+        nblk,
+        rows_per_slope,
+        slope_off,
+        HAS_AFFINE=affine,
+        BLOCK=BLOCK,
+    )
+    sums = part.double().sum(1)  # (rows, 3): sum g, sum g N(t), dL/dslope share
+    mg = (sums[:, 0] / V).float().contiguous()
+    mgt = (sums[:, 1] / V).float().contiguous()
+    out = torch.empty(t.shape, device=t.device, dtype=torch.float32)
+    _bwd_apply_kernel[_grid(rows, V)](
+        t,
+        dh,
+        out,
+        mean,
+        rstd,
+        gamma,
+        beta,
+        prelu,
+        mg,
+        mgt,
+        R,
+        V,
+        rows_per_slope,
+        slope_off,
+        HAS_AFFINE=affine,
+        BLOCK=BLOCK,
+    )
+    return out, sums
+
+
+def dilated_depthwise_block_fwd(x, dw, gamma, beta, w1, w2, prelu, eps):
+    """Launcher: y (B, c, D, H, W) in the dtype of ``x``; no autograd."""
+    return _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep=False)[0]
+
+
+def dilated_depthwise_block_bwd(grad_y, x, dw, gamma, beta, w1, w2, prelu, eps):
+    """Launcher: the gradients w.r.t. (x, dw, gamma, beta, w1, w2, prelu), recomputing the forward."""
+    B, C, D, H, W = x.shape
+    V, E = D * H * W, w1.shape[0]
+    dev = x.device
+    dx = torch.empty_like(x)
+    g_dw = torch.zeros(3 * C * 27, device=dev, dtype=torch.float64)
+    g_gamma = torch.zeros(3 * C, device=dev, dtype=torch.float64)
+    g_beta = torch.zeros(3 * C, device=dev, dtype=torch.float64)
+    g_w1 = torch.zeros(E, 3 * C, device=dev, dtype=torch.float32)
+    g_w2 = torch.zeros(C, E, device=dev, dtype=torch.float32)
+    g_slope = torch.zeros(6, device=dev, dtype=torch.float64)
+    nblk = triton.cdiv(V, BLOCK)
+    for start in range(0, B, BACKWARD_CHUNK):
+        xs, dys = x[start : start + BACKWARD_CHUNK], grad_y[start : start + BACKWARD_CHUNK]
+        n = xs.shape[0]
+        _, sv = _forward(xs, dw, gamma, beta, w1, w2, prelu, eps, keep=True)
+        dres, sums = _norm_backward(sv["r"], dys, sv["stats_r"], gamma, beta, prelu, C, V, C, 5, False)
+        g_slope[5] += sums[:, 2].sum()
+        dz2, sums = _norm_backward(sv["z2"], dres, sv["stats2"], gamma, beta, prelu, C, V, C, 4, False)
+        g_slope[4] += sums[:, 2].sum()
+        h1 = sv["h1"]
+        g_w2 += torch.einsum("bcv,bev->ce", dz2, h1.float())
+        dh1 = torch.matmul(w2.t().float(), dz2)
+        dz1, sums = _norm_backward(sv["z1"], dh1, sv["stats1"], gamma, beta, prelu, E, V, E, 3, False)
+        g_slope[3] += sums[:, 2].sum()
+        g_w1 += torch.einsum("bev,bkv->ek", dz1, sv["a"].float())
+        da = torch.matmul(w1.t().float(), dz1)
+        dd, sums = _norm_backward(sv["d"], da, sv["stats_d"], gamma, beta, prelu, 3 * C, V, C, 0, True)
+        per_row = sums.view(n, 3 * C, 3).sum(0)  # per (branch, channel): sum g, sum g N(t), slope share
+        g_beta += per_row[:, 0]
+        g_gamma += per_row[:, 1]
+        g_slope[:3] += per_row[:, 2].view(3, C).sum(1)
+        part = torch.empty(n * C, nblk, 81, device=dev, dtype=torch.float32)
+        _dw_bwd_kernel[_grid(n * C, V)](
+            xs, dw, dd, dres, dx[start : start + n], part, C, D, H, W, V, nblk, BLOCK=BLOCK
+        )
+        g_dw += part.view(n, C, nblk, 3, 27).double().sum((0, 2)).permute(1, 0, 2).reshape(-1)
+    dt = dw.dtype
+    return (
+        dx,
+        g_dw.view(3, C, 3, 3, 3).to(dt),
+        g_gamma.view(3, C).to(dt),
+        g_beta.view(3, C).to(dt),
+        g_w1.to(dt),
+        g_w2.to(dt),
+        g_slope.to(dt),
+    )
+
+
+@torch.library.custom_op(OP, mutates_args=())
+def dilated_depthwise_block_triton(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    pw1_weight: torch.Tensor,
+    pw2_weight: torch.Tensor,
+    prelu: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    return dilated_depthwise_block_fwd(
+        x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps
+    )
+
+
+@dilated_depthwise_block_triton.register_fake
+def _(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op(OP + "_backward", mutates_args=())
+def dilated_depthwise_block_triton_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    pw1_weight: torch.Tensor,
+    pw2_weight: torch.Tensor,
+    prelu: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return dilated_depthwise_block_bwd(
+        grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps
+    )
+
+
+@dilated_depthwise_block_triton_backward.register_fake
+def _(grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
+    return tuple(
+        torch.empty_like(t) for t in (x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu)
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    *tensors, eps = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.eps = eps
+
+
+def _backward(ctx, grad_y):
+    grads = dilated_depthwise_block_triton_backward(grad_y.contiguous(), *ctx.saved_tensors, ctx.eps)
+    return (*grads, None)
+
+
+dilated_depthwise_block_triton.register_autograd(_backward, setup_context=_setup_context)
+
+
+def registered_op():
+    """``torch.ops.bamco_fast.dilated_depthwise_block_triton.default`` (autograd attached at import)."""
+    return torch.ops.bamco_fast.dilated_depthwise_block_triton.default

@@ -1,0 +1,1 @@
+"""BaMCo training pipeline (installed as ``bamco_fast.train``)."""

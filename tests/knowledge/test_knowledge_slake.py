@@ -1,0 +1,162 @@
+import json
+
+import pytest
+from helpers_data import make_slake_copy, shared, slake_entry
+
+from bamco_fast.data import LayoutError
+from bamco_fast.knowledge import SlakeKnowledgeGraph, coverage, read_knowledge_file
+from bamco_fast.knowledge.cli import main as kg_main
+
+pytest.importorskip("scispacy")
+
+
+def test_slake_kg_reader_real_files():
+    kg = SlakeKnowledgeGraph(shared("slake", "KG"))
+    heart = kg.concepts({"Heart"})["Heart"]
+    assert ("four chambers", "left atrium") in heart.relations and (
+        "four chambers",
+        "right ventricle",
+    ) in heart.relations
+    edema = kg.concepts({"Brain Edema"})["Brain Edema"]
+    assert edema.definition.startswith("brain edema refers to")  # description -> definition
+    assert not any(label in ("description", "definition") for label, _ in edema.relations)
+    assert "gallstone" in kg.match_names({"gallstone"})
+
+
+def test_slake_kg_errors(tmp_path):
+    with pytest.raises(LayoutError, match=r"en_organ\.csv"):
+        SlakeKnowledgeGraph(tmp_path)
+    (tmp_path / "en_organ.csv").write_text("organ#attribute#value\nLung#function\n")
+    (tmp_path / "en_disease.csv").write_text("disease#attribute#value\n")
+    with pytest.raises(ValueError, match=r"en_organ.csv:2: expected 3"):
+        SlakeKnowledgeGraph(tmp_path)
+
+
+def test_real_slake_build_covers_published_file(tmp_path, capsys):
+    data = shared("slake")
+    published = shared("bamco_kg", "Slake1.0", "KG_Slake_Train.json")
+    out = tmp_path / "kg.json"
+    argv = [
+        "build",
+        "--dataset",
+        "slake",
+        "--root",
+        str(data),
+        "--split",
+        "train",
+        "--kb",
+        f"slake-kg:{data / 'KG'}",
+        "--out",
+        str(out),
+        "--missing-definition",
+        "keep",
+        "--no-progress",
+        "--compare",
+        str(published),
+    ]
+    assert kg_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| # Images | # Head Entities |" in printed
+    ours = read_knowledge_file(out)
+    report = coverage(ours, read_knowledge_file(published))
+    assert report.fraction >= 0.9, report.format()
+    assert len(set(ours)) == len(ours)  # de-duplicated
+    assert kg_main([*argv[:-2], "--out", str(tmp_path / "again.json")]) == 0
+    assert (tmp_path / "again.json").read_bytes() == out.read_bytes()  # deterministic
+
+
+def test_build_bad_input_leaves_no_output(tmp_path, capsys):
+    kg = shared("slake", "KG")
+    root = make_slake_copy(
+        tmp_path / "slake",
+        [
+            slake_entry(0, "xmlab0/source.jpg", "Q?", "Lung"),
+            slake_entry(1, "xmlab1/source.jpg", "Q?", "Liver"),
+        ],
+        images=("xmlab0/source.jpg",),
+    )
+    make_slake_copy(tmp_path / "slake", [], split="validate")
+    out = tmp_path / "out.json"
+    base = [
+        "build",
+        "--dataset",
+        "slake",
+        "--root",
+        str(root),
+        "--kb",
+        f"slake-kg:{kg}",
+        "--out",
+        str(out),
+        "--missing-definition",
+        "keep",
+        "--no-progress",
+    ]
+    assert kg_main(base) == 2
+    assert "xmlab1/source.jpg" in capsys.readouterr().err and not out.exists()
+    assert list(tmp_path.glob(".out.json*")) == []
+    assert kg_main([*base, "--skip-missing"]) == 0
+    assert "missing image: 1" in capsys.readouterr().out
+    records = json.loads(out.read_text())
+    assert {r["image"] for r in records} == {"xmlab0/source.jpg"} and {r["head_entity"] for r in records} == {
+        "Lung"
+    }
+    assert (
+        kg_main(
+            [
+                "build",
+                "--dataset",
+                "slake",
+                "--root",
+                str(root),
+                "--kb",
+                "umls:/nonexistent",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert (
+        kg_main(
+            [
+                "build",
+                "--dataset",
+                "slake",
+                "--root",
+                str(tmp_path),
+                "--kb",
+                f"slake-kg:{kg}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "not a Slake 1.0 folder" in capsys.readouterr().err
+
+
+def test_interrupt_leaves_previous_output(tmp_path, monkeypatch):
+    from bamco_fast.knowledge import builder
+
+    out = tmp_path / "out.json"
+    out.write_text("[]\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder, "make_extractor", interrupted)
+    kg = shared("slake", "KG")
+    argv = [
+        "build",
+        "--dataset",
+        "slake",
+        "--root",
+        str(shared("slake")),
+        "--kb",
+        f"slake-kg:{kg}",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert kg_main(argv) == 130
+    assert out.read_text() == "[]\n" and list(tmp_path.iterdir()) == [out]

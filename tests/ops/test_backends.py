@@ -1,0 +1,86 @@
+"""Backend selection: explicit choices never fall back, automatic picks the first available."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bamco_fast.ops import _backends, bamco_loss
+from bamco_fast.ops._backends import Backend, BackendUnavailableError
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+
+
+def table(triton_ok: bool, cpp_ok: bool):
+    return (
+        Backend("triton", ("cuda",), (torch.float32,), lambda: None if triton_ok else "no triton here"),
+        Backend("cpp", ("cpu",), (torch.float32,), lambda: None if cpp_ok else "no _C here"),
+        Backend("reference", ("cpu", "cuda"), (torch.float32, torch.float16), lambda: None),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv(_backends.ENV_VAR, raising=False)
+
+
+def test_automatic_takes_first_available():
+    assert _backends.select(table(True, True), None, CPU, torch.float32, op_name="x").name == "cpp"
+    assert _backends.select(table(True, True), None, CUDA, torch.float32, op_name="x").name == "triton"
+    assert _backends.select(table(True, False), None, CPU, torch.float32, op_name="x").name == "reference"
+    assert _backends.select(table(False, True), "auto", CUDA, torch.float32, op_name="x").name == "reference"
+    assert _backends.select(table(True, True), None, CPU, torch.float16, op_name="x").name == "reference"
+
+
+def test_explicit_unavailable_lists_every_reason():
+    with pytest.raises(BackendUnavailableError) as info:
+        _backends.select(table(False, False), "cpp", CPU, torch.float64, op_name="myop")
+    text = str(info.value)
+    assert "myop: backend 'cpp' was requested by the backend argument" in text
+    assert "triton: no triton here; device 'cpu' not in ['cuda']; dtype float64 not in ['float32']" in text
+    assert "cpp: no _C here; dtype float64 not in ['float32']" in text
+    assert "reference: dtype float64 not in ['float32', 'float16']" in text
+
+
+def test_environment_variable_is_explicit(monkeypatch):
+    monkeypatch.setenv(_backends.ENV_VAR, "reference")
+    assert _backends.select(table(True, True), None, CPU, torch.float32, op_name="x").name == "reference"
+    monkeypatch.setenv(_backends.ENV_VAR, "triton")
+    with pytest.raises(
+        BackendUnavailableError, match="requested by the BAMCO_FAST_BACKEND environment variable"
+    ):
+        _backends.select(table(True, True), None, CPU, torch.float32, op_name="x")
+    monkeypatch.setenv(_backends.ENV_VAR, "fastest")
+    with pytest.raises(ValueError, match="BAMCO_FAST_BACKEND environment variable must be one of"):
+        _backends.select(table(True, True), None, CPU, torch.float32, op_name="x")
+
+
+def test_argument_wins_over_environment(monkeypatch):
+    monkeypatch.setenv(_backends.ENV_VAR, "triton")
+    assert (
+        _backends.select(table(True, True), "reference", CPU, torch.float32, op_name="x").name == "reference"
+    )
+
+
+def test_nothing_available_raises():
+    tbl = table(True, True)[:2]
+    with pytest.raises(BackendUnavailableError, match="no backend can run these inputs"):
+        _backends.select(tbl, None, CPU, torch.float16, op_name="x")
+
+
+def test_cpu_tensors_reach_triton_only_when_named_under_interpreter(monkeypatch):
+    features = torch.zeros(2, 2, 4)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert bamco_loss.select_backend(features, None).name != "triton"
+    if _backends.triton_import_error() is None:
+        assert bamco_loss.select_backend(features, "triton").name == "triton"
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert bamco_loss.select_backend(features, None).name != "triton"
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailableError, match="triton: no CUDA device"):
+            bamco_loss.select_backend(features, "triton")
+
+
+def test_real_table_lists_all_three_backends():
+    assert [b.name for b in bamco_loss.backends()] == ["triton", "cpp", "reference"]

@@ -1,0 +1,323 @@
+"""bamco_loss: reference and C++ backends against a literal float64 Eq. 1, gradients, op checks, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from loss_oracle import eq1_loss, eq1_multimodal_loss
+
+import bamco_fast
+from bamco_fast import functional
+from bamco_fast.ops import bamco_loss as op
+from bamco_fast.ops._backends import BackendUnavailableError
+
+_HAS_CPP = op.backends()[1].availability() is None
+CPU_BACKENDS = [
+    "reference",
+    pytest.param("cpp", marks=pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")),
+]
+
+# (B, V, C, D): every B x V x C combination, D alternating, plus one large-D case per B.
+_SHAPES = [
+    (b, v, c, 16 if (b + v + c) % 2 else 40)
+    for b, v, c in itertools.product((1, 2, 7, 48, 333), (2, 3), (1, 5, 1450))
+    if not (b == 333 and v == 3 and c != 5)  # the per-anchor oracle is slow at 999 anchors
+] + [(b, 2, 285, 512) for b in (1, 48, 333)]
+
+# Tolerances of each backend against the float64 oracle, by input dtype (atol, rtol).
+TOL = {torch.float64: (1e-9, 1e-9), torch.float32: (3e-5, 3e-5)}
+
+
+def make_inputs(batch, views, classes, dim, dtype=torch.float64, seed=0, labels=None):
+    gen = torch.Generator().manual_seed(seed)
+    features = F.normalize(torch.randn(batch, views, dim, generator=gen, dtype=torch.float64), dim=-1)
+    prototypes = F.normalize(torch.randn(classes, dim, generator=gen, dtype=torch.float64), dim=-1)
+    if labels is None:
+        labels = torch.randint(0, classes, (batch,), generator=gen)
+    return features.to(dtype), labels, prototypes.to(dtype)
+
+
+def assert_close(actual, expected, dtype, what):
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(
+        actual.double(), expected.double(), atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}"
+    )
+
+
+def loss_and_grads(fn, features, labels, prototypes, upstream):
+    f = features.clone().requires_grad_()
+    p = prototypes.clone().requires_grad_()
+    loss = fn(f, labels, p)
+    gf, gp = torch.autograd.grad(loss * upstream, (f, p))
+    return loss.detach(), gf, gp
+
+
+_ORACLE_CACHE: dict[tuple, tuple] = {}
+
+
+def oracle_for(shape):
+    """Eq. 1 loss and gradients for the float64 inputs of ``shape`` (computed once per shape)."""
+    if shape not in _ORACLE_CACHE:
+        features, labels, prototypes = make_inputs(*shape, seed=sum(shape))
+        upstream = torch.tensor(0.37, dtype=torch.float64)
+        _ORACLE_CACHE[shape] = loss_and_grads(
+            lambda f, y, p: eq1_loss(f, y, p, 0.07), features, labels, prototypes, upstream
+        )
+    return _ORACLE_CACHE[shape]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", _SHAPES, ids=lambda s: "B{}V{}C{}D{}".format(*s))
+def test_matches_eq1(backend, dtype, shape):
+    features, labels, prototypes = make_inputs(*shape, dtype=dtype, seed=sum(shape))
+    expected = oracle_for(shape)
+    actual = loss_and_grads(
+        lambda f, y, p: functional.bamco_loss(f, y, p, 0.07, backend=backend),
+        features,
+        labels,
+        prototypes,
+        torch.tensor(0.37, dtype=dtype),
+    )
+    for name, a, e in zip(("loss", "grad features", "grad prototypes"), actual, expected):
+        assert_close(a, e, dtype, name)
+
+
+LABEL_CASES = {
+    "all_one_class": lambda b, c: torch.zeros(b, dtype=torch.long),
+    "one_member_each": lambda b, c: torch.randperm(c)[:b],
+    "absent_classes": lambda b, c: torch.randint(0, 2, (b,)) * (c - 1),
+}
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", sorted(LABEL_CASES))
+@pytest.mark.parametrize("views", [2, 3])
+def test_label_structures(backend, case, views):
+    labels = LABEL_CASES[case](9, 12)
+    features, labels, prototypes = make_inputs(9, views, 12, 24, labels=labels)
+    upstream = torch.tensor(-1.3, dtype=torch.float64)
+    expected = loss_and_grads(lambda f, y, p: eq1_loss(f, y, p, 0.1), features, labels, prototypes, upstream)
+    actual = loss_and_grads(
+        lambda f, y, p: functional.bamco_loss(f, y, p, 0.1, backend=backend),
+        features,
+        labels,
+        prototypes,
+        upstream,
+    )
+    for name, a, e in zip(("loss", "grad features", "grad prototypes"), actual, expected):
+        assert_close(a, e, torch.float64, f"{case}: {name}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("num_modalities,batch,classes", [(2, 5, 3), (3, 7, 4), (3, 48, 285), (4, 6, 2)])
+def test_multimodal_matches_pairwise_eq1(backend, num_modalities, batch, classes):
+    features, labels, prototypes = make_inputs(batch, num_modalities, classes, 32, seed=batch)
+    mods = [features[:, m] for m in range(num_modalities)]
+    leaves = [m.clone().requires_grad_() for m in mods]
+    p_ref = prototypes.clone().requires_grad_()
+    expected = eq1_multimodal_loss(leaves, labels, p_ref, 0.07)
+    expected_grads = torch.autograd.grad(expected * 2.0, [*leaves, p_ref])
+    leaves2 = [m.clone().requires_grad_() for m in mods]
+    p2 = prototypes.clone().requires_grad_()
+    actual = functional.bamco_multimodal_loss(leaves2, labels, p2, 0.07, backend=backend)
+    actual_grads = torch.autograd.grad(actual * 2.0, [*leaves2, p2])
+    assert_close(actual, expected, torch.float64, "loss")
+    for k, (a, e) in enumerate(zip(actual_grads, expected_grads)):
+        assert_close(a, e, torch.float64, f"grad input {k}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_small_temperature_is_stable(backend):
+    """A fixed 1/T shift underflows for T < ~0.023 in float32; the online max must not."""
+    features, labels, prototypes = make_inputs(16, 2, 4, 8, dtype=torch.float32)
+    loss = functional.bamco_loss(features, labels, prototypes, 0.005, backend=backend)
+    expected = eq1_loss(features.double(), labels, prototypes.double(), 0.005)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_loss_not_last_op(backend):
+    """Gradients stay right when the loss feeds further computation."""
+    features, labels, prototypes = make_inputs(6, 2, 3, 8)
+    f = features.clone().requires_grad_()
+    out = torch.sin(functional.bamco_loss(f, labels, prototypes, backend=backend)) * 3
+    (g,) = torch.autograd.grad(out, f)
+    f2 = features.clone().requires_grad_()
+    ref = eq1_loss(f2, labels, prototypes, 0.07)
+    (g2,) = torch.autograd.grad(torch.sin(ref) * 3, f2)
+    assert_close(g, g2, torch.float64, "grad")
+
+
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+def test_cpp_gradcheck_float64():
+    features, labels, prototypes = make_inputs(5, 3, 4, 6)
+    f = features.clone().requires_grad_()
+    p = prototypes.clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda f, p: functional.bamco_loss(f, labels, p, 0.2, backend="cpp"), (f, p)
+    )
+    mods = [
+        features[:, 0].clone().requires_grad_(),
+        features[:, 1].clone().requires_grad_(),
+        features[:, 2].clone().requires_grad_(),
+    ]
+    assert torch.autograd.gradcheck(
+        lambda a, b, c, p: functional.bamco_multimodal_loss([a, b, c], labels, p, 0.2, backend="cpp"),
+        (*mods, p),
+    )
+
+
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("compute_grad", [False, True])
+def test_cpp_opcheck(mode, compute_grad):
+    features, labels, prototypes = make_inputs(7, 3, 5, 12, dtype=torch.float32)
+    torch.library.opcheck(op.cpp_op(), (features, labels, prototypes, 0.07, mode, compute_grad))
+
+
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+def test_cpp_compiles_without_graph_break():
+    features, labels, prototypes = make_inputs(6, 2, 3, 8, dtype=torch.float32)
+
+    def step(f, y, p):
+        return functional.bamco_loss(f * 1.0, y, p, 0.07, backend="cpp") * 2
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    f = features.clone().requires_grad_()
+    loss = compiled(f, labels, prototypes)
+    loss.backward()
+    f2 = features.clone().requires_grad_()
+    ref = step(f2, labels, prototypes)
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(f.grad, f2.grad)
+
+
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+def test_cpp_thread_count_does_not_change_result():
+    features, labels, prototypes = make_inputs(333, 2, 40, 64, dtype=torch.float64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = functional.bamco_loss(features, labels, prototypes, backend="cpp")
+        torch.set_num_threads(max(2, before))
+        many = functional.bamco_loss(features, labels, prototypes, backend="cpp")
+    finally:
+        torch.set_num_threads(before)
+    assert_close(one, many, torch.float64, "loss")
+
+
+def test_backward_without_grad_is_reported():
+    features, labels, prototypes = make_inputs(4, 2, 3, 8)
+    with torch.no_grad():
+        loss = functional.bamco_loss(features, labels, prototypes)
+    assert not loss.requires_grad
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad(**override):
+    features, labels, prototypes = make_inputs(4, 2, 3, 8, dtype=torch.float32)
+    args = {"features": features, "labels": labels, "prototypes": prototypes, "temperature": 0.07}
+    args.update(override)
+    return args
+
+
+_BAD_INPUTS = {
+    "labels_out_of_range": (_bad(labels=torch.tensor([0, 1, 2, 3])), ValueError, "labels must lie in"),
+    "labels_negative": (_bad(labels=torch.tensor([0, -1, 2, 1])), ValueError, "labels must lie in"),
+    "labels_float": (_bad(labels=torch.zeros(4)), TypeError, "labels must be an integer tensor"),
+    "labels_wrong_shape": (
+        _bad(labels=torch.zeros(3, dtype=torch.long)),
+        ValueError,
+        "labels must have shape",
+    ),
+    "features_2d": (_bad(features=torch.zeros(4, 8)), ValueError, "features must have shape (B, V, D)"),
+    "one_view": (_bad(features=torch.zeros(4, 1, 8)), ValueError, "V >= 2"),
+    "empty_batch": (
+        _bad(features=torch.zeros(0, 2, 8), labels=torch.zeros(0, dtype=torch.long)),
+        ValueError,
+        "at least one sample",
+    ),
+    "prototype_dim": (_bad(prototypes=torch.zeros(3, 9)), ValueError, "prototypes must have shape (C, D)"),
+    "mixed_dtypes": (
+        _bad(prototypes=torch.zeros(3, 8, dtype=torch.float64)),
+        ValueError,
+        "must match features",
+    ),
+    "int_features": (
+        _bad(features=torch.zeros(4, 2, 8, dtype=torch.long)),
+        TypeError,
+        "features must be a floating",
+    ),
+    "not_a_tensor": (_bad(features=[[0.0]]), TypeError, "features must be a torch.Tensor"),
+    "zero_temperature": (_bad(temperature=0.0), ValueError, "temperature must be"),
+    "nan_temperature": (_bad(temperature=float("nan")), ValueError, "temperature must be"),
+}
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", sorted(_BAD_INPUTS))
+def test_bad_input_is_named(backend, case):
+    args, error, text = _BAD_INPUTS[case]
+    with pytest.raises(error) as info:
+        functional.bamco_loss(backend=backend, **args)
+    assert text in str(info.value)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("where", ["features", "prototypes"])
+def test_non_finite_inputs_are_named(backend, where):
+    args = _bad()
+    args[where] = args[where].clone()
+    args[where].view(-1)[5] = float("nan")
+    with pytest.raises(ValueError, match=f"{where} contains 1 non-finite"):
+        functional.bamco_loss(backend=backend, **args)
+
+
+def test_mixed_devices_are_named():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to mix devices")
+    args = _bad(prototypes=_bad()["prototypes"].cuda())
+    with pytest.raises(ValueError, match="on one device"):
+        functional.bamco_loss(**args)
+
+
+def test_unknown_backend_and_mode():
+    with pytest.raises(ValueError, match="backend argument must be one of"):
+        functional.bamco_loss(backend="cuda-magic", **_bad())
+    with pytest.raises(ValueError, match="mode must be one of"):
+        op.bamco_loss(*_bad().values(), mode="triples")
+
+
+def test_cpp_rejects_half_with_reasons():
+    args = _bad()
+    args["features"], args["prototypes"] = args["features"].half(), args["prototypes"].half()
+    with pytest.raises(BackendUnavailableError, match="dtype float16 not in"):
+        functional.bamco_loss(backend="cpp", **args)
+
+
+def test_multimodal_bad_input():
+    f, y, p = make_inputs(4, 2, 3, 8)
+    with pytest.raises(ValueError, match="at least 2"):
+        functional.bamco_multimodal_loss([f[:, 0]], y, p)
+    with pytest.raises(ValueError, match="one shape"):
+        functional.bamco_multimodal_loss([f[:, 0], f[:3, 1]], y, p)
+    with pytest.raises(TypeError, match="sequence of"):
+        functional.bamco_multimodal_loss(f, y, p)
+
+
+def test_module_matches_functional():
+    features, labels, prototypes = make_inputs(8, 2, 5, 16, dtype=torch.float32)
+    module = bamco_fast.BaMCoLoss(temperature=0.1)
+    torch.testing.assert_close(
+        module(features, labels, prototypes), functional.bamco_loss(features, labels, prototypes, 0.1)
+    )
+    with pytest.raises(ValueError, match="temperature"):
+        bamco_fast.BaMCoLoss(temperature=-1)

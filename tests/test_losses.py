@@ -1,0 +1,57 @@
+"""Modules: LogitAdjustedCrossEntropy, NormedLinear, BaMCoObjective against their definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bamco_fast
+from bamco_fast import functional
+
+
+def test_logit_adjusted_ce_matches_definition():
+    counts = [50, 5, 1, 20]
+    logits = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 3, 0, 2])
+    loss = bamco_fast.LogitAdjustedCrossEntropy(counts, tau=1.0)(logits, labels)
+    prior = torch.tensor(counts, dtype=torch.float64) / sum(counts)
+    expected = F.cross_entropy(logits.double() + torch.log(prior), labels)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-6)
+    loss_half = bamco_fast.LogitAdjustedCrossEntropy(counts, tau=0.5)(logits, labels)
+    expected_half = F.cross_entropy(logits.double() + 0.5 * torch.log(prior), labels)
+    torch.testing.assert_close(loss_half.double(), expected_half, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 1], [-1, 2], [], [[1, 2]]])
+def test_logit_adjusted_ce_rejects_bad_counts(counts):
+    with pytest.raises(ValueError, match="class_counts"):
+        bamco_fast.LogitAdjustedCrossEntropy(counts)
+
+
+def test_normed_linear_is_scaled_cosine():
+    layer = bamco_fast.NormedLinear(10, 4, scale=30)
+    torch.testing.assert_close(layer.weight.norm(dim=0), torch.ones(4))
+    x = torch.randn(5, 10)
+    expected = 30 * F.cosine_similarity(x[:, :, None], layer.weight[None], dim=1)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="in_features"):
+        bamco_fast.NormedLinear(0, 3)
+
+
+def test_objective_combines_terms():
+    counts = [4, 3, 2]
+    objective = bamco_fast.BaMCoObjective(counts, temperature=0.1, ce_weight=0.3, contrastive_weight=0.7)
+    logits = torch.randn(5, 3, requires_grad=True)
+    mods = [F.normalize(torch.randn(5, 16), dim=-1).requires_grad_() for _ in range(3)]
+    protos = F.normalize(torch.randn(3, 16), dim=-1).requires_grad_()
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    out = objective(logits, mods, labels, protos)
+    assert set(out) == {"ce_loss", "contrastive_loss", "loss"}
+    ce = bamco_fast.LogitAdjustedCrossEntropy(counts)(logits, labels)
+    con = functional.bamco_multimodal_loss(mods, labels, protos, 0.1, backend="reference")
+    torch.testing.assert_close(out["ce_loss"], ce)
+    torch.testing.assert_close(out["contrastive_loss"], con, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["loss"], 0.3 * ce + 0.7 * con, rtol=1e-5, atol=1e-6)
+    out["loss"].backward()
+    assert all(m.grad is not None and torch.isfinite(m.grad).all() for m in (*mods, protos, logits))
