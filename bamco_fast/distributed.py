@@ -62,4 +62,6 @@ def _check_same_batch(tensor: torch.Tensor, name: str) -> None:
     dist.all_gather(sizes, size)
     values = [int(s) for s in sizes]
     if len(set(values)) != 1:
-        raise ValueError(f"gather_distributed: {name} must have the same batch size on every rank, got {values}")
+        raise ValueError(
+            f"gather_distributed: {name} must have the same batch size on every rank, got {values}"
+        )

@@ -84,7 +84,9 @@ def bamco_multimodal_loss(
         raise ValueError(f"bamco_multimodal_loss: modalities needs at least 2 tensors, got {len(modalities)}")
     shapes = [tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__ for m in modalities]
     if any(not isinstance(m, torch.Tensor) or m.dim() != 2 for m in modalities) or len(set(shapes)) != 1:
-        raise ValueError(f"bamco_multimodal_loss: modalities must be (B, D) tensors of one shape, got {shapes}")
+        raise ValueError(
+            f"bamco_multimodal_loss: modalities must be (B, D) tensors of one shape, got {shapes}"
+        )
     features = torch.stack(list(modalities), dim=1)
     if gather_distributed:
         features = distributed.gather_with_grad(features, "modalities")

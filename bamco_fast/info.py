@@ -35,7 +35,9 @@ def report() -> str:
     else:
         lines.append(f"bamco_fast._C: NOT loaded: {_cpp.load_error()}")
     if torch.cuda.is_available():
-        lines.append(f"         CUDA: available, {torch.cuda.device_count()} device(s): {torch.cuda.get_device_name(0)}")
+        lines.append(
+            f"         CUDA: available, {torch.cuda.device_count()} device(s): {torch.cuda.get_device_name(0)}"
+        )
     else:
         lines.append("         CUDA: not available")
     lines.append(f"TRITON_INTERPRET: {'on' if _backends.triton_interpreted() else 'off'}")

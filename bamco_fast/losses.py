@@ -23,7 +23,9 @@ class BaMCoLoss(nn.Module):
         features (B, V, D), labels (B,), prototypes (C, D) -> scalar.
     """
 
-    def __init__(self, temperature: float = 0.07, backend: str | None = None, gather_distributed: bool = False):
+    def __init__(
+        self, temperature: float = 0.07, backend: str | None = None, gather_distributed: bool = False
+    ):
         super().__init__()
         if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
             raise ValueError(f"BaMCoLoss: temperature must be a finite number > 0, got {temperature!r}")
@@ -112,9 +114,7 @@ class NormedLinear(nn.Module):
         self.weight = nn.Parameter(weight / weight.norm(dim=0, keepdim=True).clamp_min(1e-12))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * (
-            nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=0)
-        )
+        return self.scale * (nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=0))
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[0]}, out_features={self.weight.shape[1]}, scale={self.scale}"

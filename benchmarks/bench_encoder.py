@@ -5,15 +5,19 @@
 Providers: ``reference`` (plain torch blocks, the published layer stack), ``reference_cl`` (the same with
 a channels-last-3d volume, forward only: it moves torch's dilated depthwise convolutions from the slow
 native path to oneDNN in the forward pass, but not in the backward pass), ``cpp`` (CPU) and ``triton``
-(CUDA, bfloat16: the encoder's parameters and input are cast to the dtype). Peak memory is measured once per case in a
-fresh process (``python benchmarks/bench_encoder.py --provider ... --mode ... --batch ...``): on CPU the
-process's peak RSS (``ru_maxrss``) minus its RSS just before the timed call, on CUDA
-``torch.cuda.max_memory_allocated``. Both land in ``benchmark.extra_info``.
+(CUDA, bfloat16: the encoder's parameters and input are cast to the dtype).
+
+Peak memory is measured once per case in a fresh process
+(``python benchmarks/bench_encoder.py --provider ... --mode ... --batch ...``): on CPU the process's peak
+RSS (``VmHWM``, reset just before the step) minus its RSS just before the step, on CUDA
+``torch.cuda.max_memory_allocated`` minus the memory allocated before the step. Both land in
+``benchmark.extra_info`` (``peak_memory_gib``, ``peak_process_memory_gib``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -66,6 +70,22 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS (``VmHWM``: per address space, so unlike ``ru_maxrss`` it does not inherit
+    the RSS of the parent at fork)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux ``clear_refs``), so the peak is that of the timed step."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def measure_peak(provider: str, mode: str, batch: int, device: str, dtype: torch.dtype) -> dict:
     """Run one step in this (fresh) process; peak memory of the step and its wall time."""
     enc, images = build(provider, batch, device, dtype)
@@ -74,6 +94,7 @@ def measure_peak(provider: str, mode: str, batch: int, device: str, dtype: torch
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
+        _reset_peak_rss()
         base = _rss_bytes()
     start = time.perf_counter()
     step(enc, images, mode, provider)
@@ -82,8 +103,7 @@ def measure_peak(provider: str, mode: str, batch: int, device: str, dtype: torch
         peak = torch.cuda.max_memory_allocated()
         peak_total = peak
     else:
-        peak_total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        peak = peak_total
+        peak = peak_total = _peak_rss_bytes()
     return {"peak_bytes": peak - base, "peak_total_bytes": peak_total, "seconds": seconds}
 
 
@@ -118,8 +138,13 @@ def test_encoder(benchmark, provider, batch, mode):
     enc, images = build(provider, batch, device, dtype)
     benchmark.group = f"encoder {mode} B={batch} {str(dtype).replace('torch.', '')} {device}"
     big = batch >= 48
+    slow = big or (provider == "reference" and batch > 1)
     benchmark.pedantic(
-        step, args=(enc, images, mode), rounds=1 if big else 3, iterations=1, warmup_rounds=0 if big else 1
+        step,
+        args=(enc, images, mode, provider),
+        rounds=1 if slow else 3,
+        iterations=1,
+        warmup_rounds=0 if slow else 1,
     )
     del enc, images
     peak = peak_in_subprocess(provider, mode, batch, device, dtype)

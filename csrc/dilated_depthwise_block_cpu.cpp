@@ -6,7 +6,9 @@
 // Backward of t -> N(t) with g = dL/dN: dL/dt = rstd * (g - mean(g) - N(t) * mean(g N(t))); with the affine
 // GroupNorm g = gamma * dL/d(affine output). PReLU: d/dt = [t > 0] + s [t <= 0], d/ds = min(t, 0).
 //
-// Algorithm. Samples are processed one after another; inside a sample OpenMP threads share the channels.
+// Algorithm. With at least as many samples as threads, each thread runs whole samples (one parallel region
+// per call, single-threaded GEMMs, a workspace per thread); otherwise samples run one after another and the
+// threads share the channels and GEMMs of each sample. Per sample:
 //   pass A (per channel): the three dilated depthwise convolutions read each input row once and write the
 //     three raw outputs with their moments in the same loop; the channel is then normalised in place
 //     (N stored) and a_k = prelu(gamma N + beta) written to the branch-major concat buffer.
@@ -18,7 +20,10 @@
 // backward (three row passes), two GEMMs for dW2 and dh1, per row the norm backward of h1, two GEMMs for
 // dW1 and da, and per channel the GroupNorm backward fused with the depthwise convolutions' input and
 // weight gradients (one sweep over x and the three branch gradients). All reductions are per channel in
-// double, in a fixed order, so results do not depend on the number of threads.
+// double, in a fixed order, and weight gradients are kept per sample and summed in sample order, so results
+// do not depend on how samples are spread over threads (only the GEMM library's own threading, used when
+// B < threads, may change the last bits). Workspaces (12 c V values per running sample) are
+// cached between calls.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

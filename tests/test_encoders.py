@@ -66,6 +66,31 @@ def test_cpp_and_reference_encoders_agree(dtype):
         )
 
 
+@pytest.mark.cuda
+def test_triton_and_reference_encoders_agree_on_gpu():
+    enc = randomize_(IntraClassEncoder(**_SMALL)).cuda()
+    x = images(2, _SMALL).cuda()
+    results = {}
+    for backend in ("reference", "triton"):
+        enc.set_backend(backend)
+        enc.zero_grad(set_to_none=True)
+        out = enc(x)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).cuda()
+        (out * upstream).sum().backward()
+        results[backend] = (out.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()})
+    atol, rtol = TOL[torch.float32]
+    (y_ref, g_ref), (y_tri, g_tri) = results["reference"], results["triton"]
+    torch.testing.assert_close(y_tri, y_ref, atol=atol, rtol=rtol)
+    for name, g in g_ref.items():
+        scale = max(float(g.abs().max()), 1e-3)
+        torch.testing.assert_close(
+            g_tri[name] / scale, g / scale, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
+        )
+    with torch.no_grad():
+        paper = IntraClassEncoder(**_PAPER, backend="triton").cuda().bfloat16()
+        assert paper(images(4, _PAPER, torch.bfloat16).cuda()).shape == (4, 512)
+
+
 @_CPP
 def test_paper_configuration_shape_and_size():
     enc = IntraClassEncoder(**_PAPER)

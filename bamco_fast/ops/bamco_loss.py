@@ -237,7 +237,11 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
 def _fused(op, features, labels, prototypes, temperature, mode):
     compute_grad = _needs_grad(features, prototypes)
     loss, _, _ = op(
-        features.contiguous(), labels.contiguous(), prototypes.contiguous(), float(temperature), mode,
+        features.contiguous(),
+        labels.contiguous(),
+        prototypes.contiguous(),
+        float(temperature),
+        mode,
         compute_grad,
     )
     return loss

@@ -16,8 +16,8 @@ is followed by a per-channel mean subtraction and cancels exactly, so the fused 
 
 Backends: ``triton`` (CUDA, ``bamco_fast.kernels.dilated_depthwise_block``), ``cpp`` (CPU,
 ``torch.ops.bamco_fast.dilated_depthwise_block``) and ``reference`` (pure torch, any device). The fused
-backends keep only ``x`` for the backward pass and recompute the block one sample at a time, so the
-activation memory of a block is that of its input.
+backends keep only ``x`` for the backward pass and recompute the block a sample (``cpp``) or a chunk of
+samples (``triton``) at a time, so the activation memory of a block is that of its input.
 """
 
 from __future__ import annotations
