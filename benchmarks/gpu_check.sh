@@ -31,4 +31,10 @@ timeout 240 "${PYTHON}" -m pytest -m cuda tests/ops -q -p no:cacheprovider -rs
 step "timing table (benchmarks/gpu_table.py)"
 timeout 150 "${PYTHON}" benchmarks/gpu_table.py
 
+step "encoder: Triton block and encoder tests on the GPU"
+timeout 300 "${PYTHON}" -m pytest tests/ops/test_dilated_depthwise_block.py tests/test_encoders.py -q -p no:cacheprovider -rs -k "triton or cuda"
+
+step "encoder timing (benchmarks/gpu_encoder.py: B=48, triton bf16 vs reference fp32+autocast bf16)"
+timeout 300 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
+
 step "done"
