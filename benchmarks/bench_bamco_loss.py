@@ -102,6 +102,7 @@ def test_bamco_loss_cpu(benchmark, record, batch, classes, provider, mode):
         "bench_bamco_loss",
         "run_case",
         {"provider": provider, "batch": batch, "classes": classes, "mode": mode},
+        warmup={"batch": 4},
     )
 
 

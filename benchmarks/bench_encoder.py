@@ -17,10 +17,8 @@ RSS (``VmHWM``, reset just before the step) minus its RSS just before the step, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,6 +28,9 @@ import torch
 
 import bamco_fast
 from bamco_fast.ops import dilated_depthwise_block as op
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from memory import peak_extra_rss
 
 _HAS_CUDA = torch.cuda.is_available()
 _CPU_PROVIDERS = ["reference", "reference_cl", "cpp"]
@@ -65,27 +66,6 @@ def step(enc, images, mode: str, provider: str) -> None:
         torch.cuda.synchronize()
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    """This process's peak RSS (``VmHWM``: per address space, so unlike ``ru_maxrss`` it does not inherit
-    the RSS of the parent at fork)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _reset_peak_rss() -> None:
-    """Reset ``VmHWM`` to the current RSS (Linux ``clear_refs``), so the peak is that of the timed step."""
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def measure_peak(provider: str, mode: str, batch: int, device: str, dtype: torch.dtype) -> dict:
     """Run one step in this (fresh) process; peak memory of the step and its wall time."""
     enc, images = build(provider, batch, device, dtype)
@@ -93,18 +73,16 @@ def measure_peak(provider: str, mode: str, batch: int, device: str, dtype: torch
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
-        _reset_peak_rss()
-        base = _rss_bytes()
-    start = time.perf_counter()
-    step(enc, images, mode, provider)
-    seconds = time.perf_counter() - start
-    if device == "cuda":
+        start = time.perf_counter()
+        step(enc, images, mode, provider)
+        seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated()
-        peak_total = peak
-    else:
-        peak = peak_total = _peak_rss_bytes()
-    return {"peak_bytes": peak - base, "peak_total_bytes": peak_total, "seconds": seconds}
+        return {"peak_bytes": peak - base, "peak_total_bytes": peak, "seconds": seconds}
+    with peak_extra_rss() as peak:
+        start = time.perf_counter()
+        step(enc, images, mode, provider)
+        seconds = time.perf_counter() - start
+    return {"peak_bytes": peak["bytes"], "peak_total_bytes": peak["total_bytes"], "seconds": seconds}
 
 
 def peak_in_subprocess(provider: str, mode: str, batch: int, device: str, dtype: torch.dtype) -> dict:

@@ -27,19 +27,28 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def peak_extra_memory_mib(module: str, function: str, kwargs: dict) -> float:
-    """Extra peak resident memory (MiB) of ``module.function(**kwargs)`` measured in a fresh process.
+def peak_extra_memory_mib(module: str, function: str, kwargs: dict, warmup: dict | None = None) -> float:
+    """Extra peak resident memory (MiB) of ``module.function(prep)`` measured in a fresh process.
 
-    The child reads its ``ru_maxrss`` high-water mark after building the inputs and again after the call,
-    so imports and inputs are not counted.
+    The child first runs the call once on ``function_prepare(**{**kwargs, **warmup})`` (a small case:
+    loads the compiled extension and starts the thread pools without leaving large freed blocks in the
+    heap), builds its inputs with ``module.function_prepare(**kwargs)``, resets its peak RSS
+    (:mod:`memory`), runs the call and reports the peak minus the RSS before the call, so imports,
+    one-time initialisation and inputs are not counted. NaN if the child fails or the peak cannot be reset.
     """
     here = str(Path(__file__).resolve().parent)
+    warm = (
+        f"m.{function}(m.{function}_prepare(**json.loads({json.dumps({**kwargs, **warmup})!r}))); "
+        if warmup
+        else ""
+    )
     code = (
-        f"import json, resource, sys; sys.path.insert(0, {here!r}); import {module} as m; "
-        f"prep = m.{function}_prepare(**json.loads({json.dumps(kwargs)!r})); "
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        f"m.{function}(prep); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "print((after - before) / 1024)"
+        f"import json, sys; sys.path.insert(0, {here!r}); import {module} as m; "
+        "from memory import peak_extra_rss; "
+        + warm
+        + f"prep = m.{function}_prepare(**json.loads({json.dumps(kwargs)!r})); "
+        f"cm = peak_extra_rss(); peak = cm.__enter__(); m.{function}(prep); cm.__exit__(None, None, None); "
+        "print(peak['bytes'] / 2**20)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:

@@ -12,30 +12,25 @@
 //   G_ij = coef / T * (softmax_ij - [j in P(i)] / (k n_y)),     coef = 1 / (num_groups * k * B)
 // so dZ = G K (anchor side) and dK = G^T Z (key side).
 //
-// Algorithm. Anchors are processed in row strips of R rows (OpenMP over strips). Per strip one GEMM
-// gives the R x M similarities, a two-pass max / sum-exp per row and group gives the exact
-// log-sum-exp (stable for any T > 0), and, when gradients are wanted, the same strip is turned into G
-// and two GEMMs produce the strip's anchor gradient and its contribution to the key gradient
-// (accumulated per key block under a lock). Extra memory: O(threads * R * M) for the strips plus
-// O((A + C) * D) for the gradients; the A x M matrix never exists.
+// Algorithm. Anchors are processed in chunks of R rows. Per chunk one GEMM (BLAS, all threads) gives
+// the R x M similarities; a two-pass max / sum-exp per row and group (rows in parallel) gives the exact
+// log-sum-exp (stable for any T > 0) and, when gradients are wanted, overwrites the row with G; two
+// more GEMMs add the chunk's anchor gradient G K and its key-side contribution G^T Z_chunk. R is set
+// by a 4 MiB budget but at least 256 rows (all 96 anchors at B = 48, 299 rows at B = 1024, 256 at
+// B = 16384), so the GEMMs are big enough for BLAS to use every core. Keys are read in place (views of
+// the features and the prototypes, no stacked copy). Extra memory: R * (M + 2D) for the chunk plus the
+// gradients, O((A + C) * D); the A x M matrix is never held beyond the chunk.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/LegacyTypeDispatch.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 // The per-row passes are compiled for several x86 SIMD levels and picked at load time (GCC ifunc), so one
 // binary is both portable and vectorised on the machine it runs on.
@@ -202,21 +197,14 @@ std::vector<int64_t> make_groups(int64_t num_views, int64_t mode, int64_t& group
   return groups;
 }
 
-// A block of key rows: rows [begin, begin + rows) of segment `seg` (a view of features, or the prototypes).
-struct KeyBlock {
-  int64_t seg;
-  int64_t begin;
-  int64_t rows;
-};
-
 template <typename scalar_t>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tensor& features_in,
                                                                  const at::Tensor& labels,
                                                                  const at::Tensor& prototypes_in,
                                                                  double temperature, int64_t mode,
                                                                  bool compute_grad) {
-  // Work on aliases that do not require grad: the OpenMP workers below call ATen ops without the
-  // caller's thread-local autograd state.
+  // Aliases that do not require grad: the parallel workers call no autograd-aware code.
+  const at::NoGradGuard no_grad;
   const at::Tensor features = features_in.detach();
   const at::Tensor prototypes = prototypes_in.detach();
   const int64_t B = features.size(0), V = features.size(1), D = features.size(2);
@@ -224,13 +212,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   const int64_t A = V * B, M = A + C;
   const auto opts = features.options();
 
-  // Key segments, used in place (no stacked copy): view v is features[:, v, :] (row stride V*D, which
-  // BLAS takes as a leading dimension); segment V is the prototypes. Column j of the similarity strip
-  // is key j of the view-major order [view 0 rows, ..., view V-1 rows, prototypes].
+  // Key segments, used in place (no stacked copy): view v is features[:, v, :] (a strided (B, D) matrix,
+  // which BLAS takes through its leading dimension), segment V is the prototypes. Column j of a
+  // similarity row is key j of the view-major order [view 0 rows, ..., view V-1 rows, prototypes].
   std::vector<at::Tensor> segs;
   for (int64_t v = 0; v < V; ++v) segs.push_back(features.select(1, v));
   segs.push_back(prototypes);
-  auto seg_offset = [&](int64_t seg) { return seg * B; };
+  auto seg_rows = [&](int64_t seg) { return seg < V ? B : C; };
+  // Visits the parts of anchor rows [a0, a0 + rows) that lie in one view: f(offset in chunk, view, b, n).
+  auto for_each_view_part = [&](int64_t a0, int64_t rows, auto&& f) {
+    for (int64_t r0 = 0; r0 < rows;) {
+      const int64_t i0 = a0 + r0, view = i0 / B, b = i0 % B;
+      const int64_t n = std::min(rows - r0, B - b);
+      f(r0, view, b, n);
+      r0 += n;
+    }
+  };
 
   int64_t k = 0;
   const std::vector<int64_t> groups = make_groups(V, mode, k);
@@ -256,30 +253,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   std::vector<std::vector<int64_t>> groups_of_view(V);
   for (int64_t g = 0; g < num_groups; ++g)
     for (int64_t t = 0; t < k; ++t) groups_of_view[groups[g * k + t]].push_back(g);
+  const bool single_group = groups_of_view[0].size() == 1;
 
-  // Row strips of R anchors, each inside one view; enough strips to keep every thread busy, small
-  // enough that the R x M similarity and gradient strips stay within a fixed budget.
+  // Chunk rows: the R x M similarity buffer stays within a small budget, but R >= kMinRows (up to A) so
+  // that the key-side GEMM's inner dimension keeps BLAS efficient and dK is re-read rarely.
+  constexpr int64_t kChunkBudgetBytes = int64_t(4) << 20;
+  constexpr int64_t kMinRows = 256;
+  const int64_t R = std::min<int64_t>(
+      A, std::max<int64_t>(kMinRows, kChunkBudgetBytes / (M * static_cast<int64_t>(sizeof(scalar_t)))));
+  const at::Tensor sim_buffer = at::empty({R, M}, opts);
+  const at::Tensor z_buffer = at::empty({R, D}, opts);  // the chunk's anchors, contiguous
+  const at::Tensor dz_buffer = compute_grad ? at::empty({R, D}, opts) : at::Tensor();
   const int nthreads = std::max(1, at::get_num_threads());
-  constexpr int64_t kMaxRows = 128;
-  constexpr int64_t kStripBudgetBytes = int64_t(64) << 20;
-  int64_t R = std::clamp<int64_t>((A + nthreads - 1) / nthreads, 8, kMaxRows);
-  const int64_t rows_by_budget = kStripBudgetBytes / (2 * M * static_cast<int64_t>(sizeof(scalar_t)));
-  R = std::max<int64_t>(1, std::min({R, std::max<int64_t>(rows_by_budget, 8), B}));
-  const int64_t strips_per_view = (B + R - 1) / R;
-  const int64_t num_strips = V * strips_per_view;
+  // Per-thread scratch: exp values (M) and, for rows in several groups, a copy of the similarity row (M).
+  const at::Tensor scratch = at::empty({nthreads, single_group || !compute_grad ? M : 2 * M}, opts);
 
-  // Key blocks for the locked key-side accumulation: within a segment, multiples of R rows, so that a
-  // strip's own rows lie in exactly one block.
-  const int64_t kb_rows = R * std::max<int64_t>(1, 1024 / R);
-  std::vector<KeyBlock> blocks;
-  for (int64_t seg = 0; seg <= V; ++seg) {
-    const int64_t n = seg < V ? B : C;
-    for (int64_t b0 = 0; b0 < n; b0 += kb_rows) blocks.push_back({seg, b0, std::min(kb_rows, n - b0)});
-  }
-  const int64_t num_blocks = static_cast<int64_t>(blocks.size());
-  const int64_t blocks_per_view = (B + kb_rows - 1) / kb_rows;
-  std::unique_ptr<std::mutex[]> locks(new std::mutex[num_blocks]);
-
+  // Gradients accumulate straight into the outputs, addressed per key segment: view v of the features
+  // (rows v*B .. v*B+B of K; a strided (B, D) view, which BLAS takes through its leading dimension),
+  // then the prototypes.
   at::Tensor grad_features = compute_grad ? at::zeros({B, V, D}, opts) : at::empty({0}, opts);
   at::Tensor grad_prototypes = compute_grad ? at::zeros({C, D}, opts) : at::empty({0}, opts);
   std::vector<at::Tensor> grad_segs;
@@ -287,102 +278,81 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
     for (int64_t v = 0; v < V; ++v) grad_segs.push_back(grad_features.select(1, v));
     grad_segs.push_back(grad_prototypes);
   }
-
   std::vector<double> row_loss(A, 0.0);
-  const int64_t scratch_cols = (compute_grad ? 2 * M : M) + M + D;
-  const at::Tensor scratch = at::empty({nthreads, R, scratch_cols}, opts);
-  const bool single_group = groups_of_view[0].size() == 1;
 
-  std::exception_ptr failure;
-  std::mutex failure_lock;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t strip = 0; strip < num_strips; ++strip) {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
-    try {
-    const at::AutoDispatchBelowAutograd no_autograd;
-    const int64_t view = strip / strips_per_view;
-    const int64_t b0 = (strip % strips_per_view) * R;
-    const int64_t rows = std::min(R, B - b0);
-    const at::Tensor mine = scratch.select(0, tid);
-    at::Tensor sim = mine.narrow(1, 0, M).narrow(0, 0, rows);
-    const at::Tensor z = segs[view].narrow(0, b0, rows);
+  for (int64_t a0 = 0; a0 < A; a0 += R) {
+    const int64_t rows = std::min(R, A - a0);
+    at::Tensor sim = sim_buffer.narrow(0, 0, rows);
+    const at::Tensor z = z_buffer.narrow(0, 0, rows);
+    for_each_view_part(a0, rows, [&](int64_t r0, int64_t view, int64_t b, int64_t n) {
+      z.narrow(0, r0, n).copy_(segs[view].narrow(0, b, n));
+    });
     for (int64_t seg = 0; seg <= V; ++seg) {
-      at::Tensor out = sim.narrow(1, seg_offset(seg), segs[seg].size(0));
+      at::Tensor out = sim.narrow(1, seg * B, seg_rows(seg));
       at::mm_out(out, z, segs[seg].t());
     }
-    at::Tensor gstrip;
-    if (compute_grad) gstrip = mine.narrow(1, M, M).narrow(0, 0, rows);
-    const int64_t ld = scratch_cols;
-    const scalar_t* s_base = sim.data_ptr<scalar_t>();
-    scalar_t* g_base = compute_grad ? gstrip.data_ptr<scalar_t>() : nullptr;
-    scalar_t* ex = mine.data_ptr<scalar_t>() + (compute_grad ? 2 * M : M);
-
-    Span spans[16];
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t b = b0 + r;
-      const int64_t i = view * B + b;
-      const int64_t y = y_ptr[b];
-      scalar_t* g_row = g_base ? g_base + r * ld : nullptr;
-      if (g_row && !single_group) std::fill(g_row, g_row + M, scalar_t(0));
-      double loss_i = 0.0;
-      for (const int64_t g : groups_of_view[view]) {
-        // Spans: each view of the group (skipping the anchor itself), then the prototypes.
-        int ns = 0;
-        for (int64_t t = 0; t < k; ++t) {
-          const int64_t v = groups[g * k + t];
-          const int64_t lo = v * B, hi = lo + B;
-          if (v == view) {
-            if (i > lo) spans[ns++] = {lo, i};
-            if (i + 1 < hi) spans[ns++] = {i + 1, hi};
-          } else {
-            spans[ns++] = {lo, hi};
-          }
+    scalar_t* s_base = sim.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, 1, [&](int64_t r_begin, int64_t r_end) {
+      const int tid = at::get_thread_num();
+      scalar_t* ex = scratch.data_ptr<scalar_t>() + tid * scratch.size(1);
+      scalar_t* s_copy = ex + M;
+      Span spans[16];
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        const int64_t i = a0 + r;
+        const int64_t view = i / B, b = i % B;
+        const int64_t y = y_ptr[b];
+        scalar_t* row = s_base + r * M;
+        const scalar_t* s_row = row;
+        scalar_t* g_row = compute_grad ? row : nullptr;
+        if (compute_grad && !single_group) {
+          std::copy(row, row + M, s_copy);
+          std::fill(row, row + M, scalar_t(0));
+          s_row = s_copy;
         }
-        spans[ns++] = {A, M};
-        const int64_t num_pos = k * n_ptr[y];
-        const scalar_t l = row_group_dispatch(s_base + r * ld, col, spans, ns, y, num_pos, inv_t, coef, ex,
-                                              g_row, single_group);
-        loss_i += static_cast<double>(coef) * static_cast<double>(l);
+        double loss_i = 0.0;
+        for (const int64_t g : groups_of_view[view]) {
+          // Spans: each view of the group (skipping the anchor itself), then the prototypes.
+          int ns = 0;
+          for (int64_t t = 0; t < k; ++t) {
+            const int64_t v = groups[g * k + t];
+            const int64_t lo = v * B, hi = lo + B;
+            if (v == view) {
+              if (i > lo) spans[ns++] = {lo, i};
+              if (i + 1 < hi) spans[ns++] = {i + 1, hi};
+            } else {
+              spans[ns++] = {lo, hi};
+            }
+          }
+          spans[ns++] = {A, M};
+          const int64_t num_pos = k * n_ptr[y];
+          const scalar_t l =
+              row_group_dispatch(s_row, col, spans, ns, y, num_pos, inv_t, coef, ex, g_row, single_group);
+          loss_i += static_cast<double>(coef) * static_cast<double>(l);
+        }
+        if (g_row) g_row[i] = scalar_t(0);
+        row_loss[i] = loss_i;
       }
-      if (g_row) g_row[i] = scalar_t(0);
-      row_loss[i] = loss_i;
-    }
-
+    });
     if (compute_grad) {
-      // Anchor side: dz = G K for the strip's rows, added under the lock of the block holding them.
-      at::Tensor dz = mine.narrow(1, scratch_cols - D, D).narrow(0, 0, rows);
+      // sim now holds G (rows x M). Anchor side: dZ_chunk = G K (summed over key segments), added to
+      // the rows' views; key side: dK_seg += G[:, seg]^T Z_chunk.
+      at::Tensor dz = dz_buffer.narrow(0, 0, rows);
       for (int64_t seg = 0; seg <= V; ++seg) {
-        const at::Tensor gs = gstrip.narrow(1, seg_offset(seg), segs[seg].size(0));
+        const at::Tensor gs = sim.narrow(1, seg * B, seg_rows(seg));
         if (seg == 0) {
           at::mm_out(dz, gs, segs[seg]);
         } else {
           dz.addmm_(gs, segs[seg]);
         }
       }
-      {
-        const int64_t own = view * blocks_per_view + b0 / kb_rows;
-        std::lock_guard<std::mutex> guard(locks[own]);
-        grad_segs[view].narrow(0, b0, rows).add_(dz);
+      for_each_view_part(a0, rows, [&](int64_t r0, int64_t view, int64_t b, int64_t n) {
+        grad_segs[view].narrow(0, b, n).add_(dz.narrow(0, r0, n));
+      });
+      for (int64_t seg = 0; seg <= V; ++seg) {
+        grad_segs[seg].addmm_(sim.narrow(1, seg * B, seg_rows(seg)).t(), z);
       }
-      // Key side: dK_block += G[:, block]^T z, visiting blocks from a strip-dependent start.
-      const int64_t start = (strip * num_blocks) / std::max<int64_t>(num_strips, 1);
-      for (int64_t q = 0; q < num_blocks; ++q) {
-        const KeyBlock& kb = blocks[(start + q) % num_blocks];
-        const at::Tensor gs = gstrip.narrow(1, seg_offset(kb.seg) + kb.begin, kb.rows);
-        std::lock_guard<std::mutex> guard(locks[(start + q) % num_blocks]);
-        grad_segs[kb.seg].narrow(0, kb.begin, kb.rows).addmm_(gs.t(), z);
-      }
-    }
-    } catch (...) {
-      const std::lock_guard<std::mutex> guard(failure_lock);
-      if (!failure) failure = std::current_exception();
     }
   }
-  if (failure) std::rethrow_exception(failure);
 
   double total = 0.0;
   for (int64_t i = 0; i < A; ++i) total += row_loss[i];

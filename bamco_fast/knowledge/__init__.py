@@ -12,6 +12,7 @@ from .kb_base import KB_KINDS, KnowledgeBase, open_knowledge_base, parse_kb_spec
 from .kb_jsonl import JsonlKnowledgeBase
 from .kb_slake import SlakeKnowledgeGraph
 from .kb_umls import UmlsKnowledgeBase
+from .linking import LinkerConfig
 from .published import load_image_map, read_knowledge_file
 from .schema import FIELDS, Concept, KnowledgeRecord, NameHit, compact_key
 from .stats import CoverageReport, KnowledgeStats, coverage, format_stats_table, knowledge_stats
@@ -27,6 +28,7 @@ __all__ = [
     "KnowledgeBase",
     "KnowledgeRecord",
     "KnowledgeStats",
+    "LinkerConfig",
     "Mention",
     "NameHit",
     "SlakeKnowledgeGraph",

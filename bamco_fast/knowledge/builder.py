@@ -8,8 +8,11 @@ filter -> de-duplicate -> sort by (image, dataset order, head, relation, tail).
 
 Noise filter (counted in :attr:`BuildResult.filtered`):
 
-* ``no definition``  the head has no definition in any knowledge base (``missing_definition="keep"``
-  keeps such records with ``def_head = null`` instead);
+* ``no definition``  the head has no definition in any knowledge base. ``missing_definition``
+  decides: ``"drop"`` drops such records, ``"keep"`` keeps them with ``def_head = null``, and
+  ``"auto"`` (default) keeps them when the first knowledge base has no definitions for some kinds of
+  concept by design (:attr:`~.kb_base.KnowledgeBase.definitions_optional`: Slake's KG, whose organs
+  have none) and drops them otherwise (UMLS, JSONL: there a concept without a definition is noise);
 * ``self relation``  tail equals head (case-insensitive);
 * ``dropped label``  the relation label is one the knowledge base marks as noise (UMLS:
   inverse_isa, mapped_from, mapped_to, inverse_was_a) or one given in ``drop_relations``;
@@ -28,9 +31,18 @@ from bamco_fast.data import SkipLog, VQARecord, load_split
 
 from .extract import entity_source_text, make_extractor
 from .kb_base import KnowledgeBase
+from .linking import LinkerConfig
 from .schema import Concept, KnowledgeRecord, compact_key
 
-__all__ = ["BuildConfig", "BuildResult", "build_knowledge"]
+__all__ = [
+    "MISSING_DEFINITION_POLICIES",
+    "BuildConfig",
+    "BuildResult",
+    "build_knowledge",
+    "resolve_missing_definition",
+]
+
+MISSING_DEFINITION_POLICIES: tuple[str, ...] = ("auto", "drop", "keep")
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,11 @@ class BuildConfig:
     skip_missing: bool = False
     pipeline: str = "auto"
     overlap: str = "all"
-    missing_definition: str = "drop"
+    spacy_model: str = "en_core_sci_sm"
+    linker: str = "tfidf"
+    linker_threshold: float = 0.7
+    linker_index: Path | None = None
+    missing_definition: str = "auto"
     max_relations: int | None = None
     drop_relations: frozenset[str] = frozenset()
     val_fraction: float = 0.1
@@ -62,6 +78,8 @@ class BuildResult:
     qa_with_entities: int
     skipped: SkipLog = field(default_factory=SkipLog)
     filtered: Counter[str] = field(default_factory=Counter)
+    #: the resolved ``missing_definition`` policy: ``"drop"`` or ``"keep"``
+    missing_definition: str = "drop"
 
 
 def _natural(text: str) -> tuple:
@@ -98,14 +116,24 @@ def _fill_definitions(concepts: dict[str, Concept], fallbacks: Sequence[Knowledg
     return found
 
 
+def resolve_missing_definition(policy: str, primary: KnowledgeBase) -> str:
+    """``"auto"`` -> ``"keep"`` if ``primary.definitions_optional`` else ``"drop"``; others unchanged."""
+    if policy != "auto":
+        return policy
+    return "keep" if getattr(primary, "definitions_optional", False) else "drop"
+
+
 def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildResult:
     """Build the knowledge records of ``config`` from ``kbs`` (the first gives entities and relations)."""
     from tqdm.auto import tqdm
 
     if not kbs:
         raise ValueError("at least one knowledge base is needed")
-    if config.missing_definition not in ("drop", "keep"):
-        raise ValueError(f"missing_definition must be 'drop' or 'keep', got {config.missing_definition!r}")
+    if config.missing_definition not in MISSING_DEFINITION_POLICIES:
+        raise ValueError(
+            f"missing_definition must be one of {list(MISSING_DEFINITION_POLICIES)}, "
+            f"got {config.missing_definition!r}"
+        )
     if config.lang != "en":
         raise ValueError(
             f"knowledge building supports English questions only (--lang en), got {config.lang!r}"
@@ -123,7 +151,15 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
         skip_log=skip_log if config.skip_missing else None,
     )
     primary = kbs[0]
-    extractor = make_extractor(primary, config.pipeline, overlap=config.overlap)
+    policy = resolve_missing_definition(config.missing_definition, primary)
+    extractor = make_extractor(
+        primary,
+        config.pipeline,
+        overlap=config.overlap,
+        model=config.spacy_model,
+        linker=config.linker,
+        linker_config=LinkerConfig(threshold=config.linker_threshold, index_dir=config.linker_index),
+    )
     sources = [entity_source_text(r.question, r.answer) for r in qa]
     texts = sorted({s for s in sources if s})
     mentions: dict[str, list] = {}
@@ -154,7 +190,7 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
         with_entities += bool(heads)
         for concept in heads:
             definition = concept.definition or extra_defs.get(concept.concept_id)
-            if not definition and config.missing_definition == "drop":
+            if not definition and policy == "drop":
                 filtered["no definition"] += len(concept.relations)
                 continue
             kept = []
@@ -182,4 +218,12 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
                 else:
                     out[item] = (_natural(record.image_name), index, concept.name, label, tail)
     records = sorted(out, key=out.__getitem__)
-    return BuildResult(records, extractor.name, len(qa), with_entities, skip_log, +filtered)
+    return BuildResult(
+        records,
+        getattr(extractor, "description", extractor.name),
+        len(qa),
+        with_entities,
+        skip_log,
+        +filtered,
+        policy,
+    )

@@ -53,7 +53,29 @@ def _parser() -> argparse.ArgumentParser:
         "--pipeline",
         default="auto",
         choices=("auto", "offline", "scispacy"),
-        help="entity pipeline: scispacy needs the en_core_sci_sm model; auto uses it when installed",
+        help="entity pipeline: scispacy needs a spaCy model (--spacy-model, default en_core_sci_sm); "
+        "auto uses it when installed",
+    )
+    build.add_argument(
+        "--spacy-model",
+        default="en_core_sci_sm",
+        help="scispacy pipeline: spaCy model package or folder (default en_core_sci_sm)",
+    )
+    build.add_argument(
+        "--linker",
+        default="tfidf",
+        choices=("tfidf", "exact"),
+        help="scispacy pipeline: scispaCy's TF-IDF EntityLinker over the knowledge base (default) or "
+        "exact name/alias lookup",
+    )
+    build.add_argument(
+        "--linker-threshold", type=float, default=0.7, help="tfidf linker: minimum similarity (0.7)"
+    )
+    build.add_argument(
+        "--linker-index",
+        type=Path,
+        default=None,
+        help="tfidf linker: folder caching the knowledge base's index (rebuilt when the names change)",
     )
     build.add_argument(
         "--overlap",
@@ -63,9 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--missing-definition",
-        default="drop",
-        choices=("drop", "keep"),
-        help="records whose head has no definition: drop (default) or keep with def_head null",
+        default="auto",
+        choices=("auto", "drop", "keep"),
+        help="records whose head has no definition: drop, or keep with def_head null; auto (default) "
+        "keeps them when the first knowledge base has no definitions for some concepts by design "
+        "(slake-kg) and drops them otherwise (umls, jsonl)",
     )
     build.add_argument(
         "--max-relations", type=int, default=None, help="cap on relations per head and QA pair"
@@ -144,6 +168,10 @@ def _build(args: argparse.Namespace) -> int:
         skip_missing=args.skip_missing,
         pipeline=args.pipeline,
         overlap=args.overlap,
+        spacy_model=args.spacy_model,
+        linker=args.linker,
+        linker_threshold=args.linker_threshold,
+        linker_index=args.linker_index,
         missing_definition=args.missing_definition,
         max_relations=args.max_relations,
         drop_relations=frozenset(args.drop_relation),
@@ -156,6 +184,9 @@ def _build(args: argparse.Namespace) -> int:
     print(f"wrote {len(result.records)} records to {args.out}")
     print(
         f"entity pipeline: {result.pipeline}; QA pairs: {result.qa_pairs}, with linked entities: {result.qa_with_entities}"
+    )
+    print(
+        f"heads without a definition: {result.missing_definition} (--missing-definition {args.missing_definition})"
     )
     if result.filtered:
         print("filtered: " + ", ".join(f"{k} {v}" for k, v in sorted(result.filtered.items())))

@@ -6,9 +6,11 @@ nothing; any other answer (open questions, and closed questions answered with a 
 
 Two pipelines produce the same :class:`Mention` lists:
 
-``scispacy``  the scispaCy model ``en_core_sci_sm`` (when installed) finds entity spans; each span
-              (an abbreviation resolved to its long form) is linked to the knowledge base by exact
-              name/alias lookup (case-, whitespace- and plural-insensitive).
+``scispacy``  the scispaCy model ``en_core_sci_sm`` (when installed; any spaCy pipeline package or
+              folder can stand in) finds entity spans; each span (an abbreviation resolved to its
+              long form) is linked to the knowledge base by scispaCy's ``EntityLinker``
+              (:mod:`.linking`), or with ``linker="exact"`` by name/alias lookup (case-, whitespace-
+              and plural-insensitive).
 ``offline``   no model: spaCy's blank English tokenizer, scispaCy's abbreviation detector and a
               dictionary matcher (spaCy ``PhraseMatcher`` on lower-cased tokens) over the knowledge
               base's names and aliases. Spans made only of stop words, punctuation or numbers are
@@ -28,6 +30,7 @@ from .kb_base import KnowledgeBase
 from .schema import NameHit, compact_key
 
 __all__ = [
+    "LINKERS",
     "PIPELINES",
     "Mention",
     "OfflineExtractor",
@@ -70,6 +73,7 @@ def _import_spacy():
 
 
 def scispacy_model_available() -> bool:
+    """Whether ``en_core_sci_sm`` is installed as a package."""
     spacy = _import_spacy()
     return bool(spacy.util.is_package(SCISPACY_MODEL))
 
@@ -173,31 +177,83 @@ class OfflineExtractor:
         return out
 
 
+LINKERS = ("tfidf", "exact")
+
+
 class SciSpacyExtractor:
-    """``en_core_sci_sm`` entity spans linked to the knowledge base by name/alias lookup."""
+    """Entity spans of a spaCy/scispaCy model (``en_core_sci_sm`` by default), linked to the knowledge base.
+
+    ``linker="tfidf"`` (default) runs scispaCy's ``EntityLinker`` over the knowledge base
+    (:mod:`.linking`: character-3-gram TF-IDF nearest names, similarity above ``threshold``);
+    ``linker="exact"`` looks the span text up by name/alias (case-, whitespace- and
+    plural-insensitive), as the authors' pipeline did through the UMLS search. Abbreviations are
+    resolved to their long forms either way. ``model`` is a package name or a pipeline folder
+    (``spacy.load``).
+    """
 
     name = "scispacy"
 
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        *,
+        model: str = SCISPACY_MODEL,
+        linker: str = "tfidf",
+        linker_config=None,
+    ) -> None:
+        if linker not in LINKERS:
+            raise ValueError(f"linker must be one of {list(LINKERS)}, got {linker!r}")
         spacy = _import_spacy()
         try:
-            self.nlp = spacy.load(SCISPACY_MODEL)
+            self.nlp = spacy.load(model)
         except OSError as exc:
             raise ImportError(
-                f"the scispaCy model {SCISPACY_MODEL} is not installed; install it from the scispaCy releases "
-                "(see docs/data_and_knowledge.md) or use --pipeline offline"
+                f"the spaCy model {model!r} is not installed or not a pipeline folder; install "
+                f"{SCISPACY_MODEL} from the scispaCy releases (see docs/data_and_knowledge.md) "
+                "or use --pipeline offline"
             ) from exc
-        self.nlp.add_pipe("abbreviation_detector")
+        if "abbreviation_detector" not in self.nlp.pipe_names:
+            self.nlp.add_pipe("abbreviation_detector")
         self.kb = kb
+        self.model = model
+        self.linker_name = linker
+        self.description = f"scispacy (model {model}, {linker} linker)"
+        self._linker = None
+        if linker == "tfidf":
+            from .linking import LinkerConfig, build_entity_linker
 
-    def extract(self, texts: Sequence[str]) -> list[list[Mention]]:
+            self._linker = build_entity_linker(kb, linker_config or LinkerConfig())
+
+    def _parse(self, texts: Sequence[str]):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*\[W036\]")
-            docs = list(self.nlp.pipe(texts))
+            return list(self.nlp.pipe(texts))
+
+    def extract(self, texts: Sequence[str]) -> list[list[Mention]]:
+        docs = self._parse(texts)
+        if self._linker is not None:
+            results = []
+            for doc in docs:
+                doc = self._linker(doc)
+                mentions = {
+                    (ent.start_char, ent.end_char): Mention(
+                        ent.start_char, ent.end_char, ent.text, ent._.kb_ents[0][0]
+                    )
+                    for ent in doc.ents
+                    if ent._.kb_ents and not _trivial(ent)
+                }
+                results.append(sorted(mentions.values(), key=lambda m: (m.start, m.end)))
+            return results
         spans_per_doc = []
         for doc in docs:
             long_forms = {(a.start, a.end): a._.long_form.text for a in getattr(doc._, "abbreviations", [])}
-            spans_per_doc.append([(ent, long_forms.get((ent.start, ent.end), ent.text)) for ent in doc.ents])
+            spans_per_doc.append(
+                [
+                    (ent, long_forms.get((ent.start, ent.end), ent.text))
+                    for ent in doc.ents
+                    if not _trivial(ent)
+                ]
+            )
         keys = {v for spans in spans_per_doc for _, text in spans for v in _key_variants(compact_key(text))}
         hits = self.kb.match_names(keys)
         results = []
@@ -211,10 +267,27 @@ class SciSpacyExtractor:
         return results
 
 
-def make_extractor(kb: KnowledgeBase, pipeline: str = "auto", *, overlap: str = "all"):
-    """``auto`` picks ``scispacy`` when ``en_core_sci_sm`` is installed, else ``offline``."""
+def _model_available(model: str) -> bool:
+    from pathlib import Path
+
+    spacy = _import_spacy()
+    return Path(model).is_dir() or bool(spacy.util.is_package(model))
+
+
+def make_extractor(
+    kb: KnowledgeBase,
+    pipeline: str = "auto",
+    *,
+    overlap: str = "all",
+    model: str = SCISPACY_MODEL,
+    linker: str = "tfidf",
+    linker_config=None,
+):
+    """``auto`` picks ``scispacy`` when ``model`` (default ``en_core_sci_sm``) is installed, else ``offline``."""
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline must be one of {list(PIPELINES)}, got {pipeline!r}")
     if pipeline == "auto":
-        pipeline = "scispacy" if scispacy_model_available() else "offline"
-    return SciSpacyExtractor(kb) if pipeline == "scispacy" else OfflineExtractor(kb, overlap=overlap)
+        pipeline = "scispacy" if _model_available(model) else "offline"
+    if pipeline == "scispacy":
+        return SciSpacyExtractor(kb, model=model, linker=linker, linker_config=linker_config)
+    return OfflineExtractor(kb, overlap=overlap)

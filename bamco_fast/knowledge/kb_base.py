@@ -6,13 +6,16 @@ A knowledge base answers two questions, both in bulk so that large sources (UMLS
   text span) are names or aliases of concepts, and of which concepts;
 * :meth:`KnowledgeBase.concepts` - the name, definition and relations of these concept ids.
 
+:meth:`KnowledgeBase.iter_names` lists every name once, for the scispaCy linker's index
+(:mod:`.linking`).
+
 Kinds: ``umls`` (a Metathesaurus folder, :mod:`.kb_umls`), ``slake-kg`` (Slake's KG CSV folder,
 :mod:`.kb_slake`), ``jsonl`` (a custom concept file, :mod:`.kb_jsonl`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterator, Set
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -29,6 +32,10 @@ class KnowledgeBase(Protocol):
     source: Path
     #: relation labels this source's records should never carry (noise); compared lower-cased
     dropped_relations: frozenset[str]
+    #: True when the source, by design, has no definition for some kinds of concept (Slake's KG has
+    #: none for organs): a missing definition then is not a sign of noise, and the builder's
+    #: ``missing_definition="auto"`` keeps such records instead of dropping them
+    definitions_optional: bool
 
     def match_names(self, keys: Set[str]) -> dict[str, list[NameHit]]:
         """Map each key in ``keys`` that names a concept to its hits (best first)."""
@@ -36,6 +43,10 @@ class KnowledgeBase(Protocol):
 
     def concepts(self, concept_ids: Set[str]) -> dict[str, Concept]:
         """Full concepts for the ids that exist."""
+        ...
+
+    def iter_names(self) -> Iterator[tuple[str, str, bool]]:
+        """Every ``(concept_id, name, preferred)`` the source links to (for scispaCy's linker index)."""
         ...
 
 

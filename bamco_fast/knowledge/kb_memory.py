@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Iterator, Set
 from pathlib import Path
 
 from .schema import Concept, NameHit, compact_key
@@ -15,6 +15,7 @@ class InMemoryKnowledgeBase:
 
     kind = "memory"
     dropped_relations: frozenset[str] = frozenset()
+    definitions_optional: bool = False
 
     def __init__(self, source: Path, concepts: Iterable[Concept]) -> None:
         self.source = Path(source)
@@ -43,3 +44,9 @@ class InMemoryKnowledgeBase:
 
     def concepts(self, concept_ids: Set[str]) -> dict[str, Concept]:
         return {c: self._concepts[c] for c in concept_ids if c in self._concepts}
+
+    def iter_names(self) -> Iterator[tuple[str, str, bool]]:
+        for concept in self._concepts.values():
+            yield concept.concept_id, concept.name, True
+            for alias in concept.aliases:
+                yield concept.concept_id, alias, False

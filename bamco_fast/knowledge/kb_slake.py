@@ -11,6 +11,10 @@ Mapping to concepts: the first column is the concept (its name is the id); ``def
 matching (and stay relations); every other attribute is a relation whose value is split at commas
 into one tail per item (``component#bronchi, alveoli`` -> two tails). Tails ``etc``/``etc.`` are
 dropped as noise.
+
+The organ table has no definition attribute at all (Lung, Heart, Kidney, ... have none), so
+definitions are optional here (:attr:`definitions_optional`): the builder's default
+``missing_definition="auto"`` keeps those heads with ``def_head = null``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class SlakeKnowledgeGraph(InMemoryKnowledgeBase):
     """Reads ``en_organ.csv``, ``en_disease.csv`` and (if present) ``en_organ_rel.csv``."""
 
     kind = "slake-kg"
+    definitions_optional = True
 
     def __init__(self, folder: Path, *, include_organ_relations: bool = True) -> None:
         folder = Path(folder)

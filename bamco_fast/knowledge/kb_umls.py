@@ -48,6 +48,7 @@ def _tqdm(total: int, desc: str):
 class UmlsKnowledgeBase:
     kind = "umls"
     dropped_relations = UMLS_DROPPED_RELATIONS
+    definitions_optional = False
 
     def __init__(
         self,
@@ -120,13 +121,18 @@ class UmlsKnowledgeBase:
             if f[0] in cuis and (f[1] in self.semantic_types or f[3] in self.semantic_types)
         }
 
-    def match_names(self, keys: Set[str]) -> dict[str, list[NameHit]]:
-        found: dict[str, dict[str, NameHit]] = {}
+    def _linkable_names(self) -> Iterator[list[str]]:
+        """MRCONSO rows that name a concept for linking: English, a selected vocabulary, not suppressed."""
         for f in self._rows("MRCONSO.RRF"):
             if f[1] != "ENG" or f[11] not in self.sabs:
                 continue
             if f[16] in _SUPPRESSED and not self.include_suppressible:
                 continue
+            yield f
+
+    def match_names(self, keys: Set[str]) -> dict[str, list[NameHit]]:
+        found: dict[str, dict[str, NameHit]] = {}
+        for f in self._linkable_names():
             key = compact_key(f[14])
             if key not in keys:
                 continue
@@ -145,6 +151,17 @@ class UmlsKnowledgeBase:
             if kept:
                 result[key] = kept
         return result
+
+    def iter_names(self) -> Iterator[tuple[str, str, bool]]:
+        """English names of the selected vocabularies (one MRCONSO pass, then the MRSTY filter)."""
+        names: dict[str, dict[str, bool]] = {}
+        for f in self._linkable_names():
+            seen = names.setdefault(f[0], {})
+            seen[f[14]] = seen.get(f[14], False) or f[12] == "PT"
+        allowed = self._allowed_cuis(set(names))
+        for cui in sorted(allowed):
+            for name, preferred in names[cui].items():
+                yield cui, name, preferred
 
     def _preferred_names(self, cuis: Set[str]) -> dict[str, str]:
         best: dict[str, tuple[int, str]] = {}

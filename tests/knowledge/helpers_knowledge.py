@@ -96,3 +96,8 @@ def write_pathvqa_json(root: Path, rows: list[dict]) -> Path:
         (root / "images" / row["image"]).write_bytes(b"\xff\xd8\xff fake jpeg")
     (root / "train.json").write_text(json.dumps(rows), encoding="utf-8")
     return root
+
+
+def build_argv(root: Path, kb: str, out: Path, *extra: str, dataset: str = "slake") -> list[str]:
+    """``python -m bamco_fast.knowledge build`` arguments for one dataset folder and knowledge base."""
+    return ["build", "--dataset", dataset, "--root", str(root), "--kb", kb, "--out", str(out), *extra]

@@ -212,6 +212,25 @@ def test_cpp_thread_count_does_not_change_result():
     assert_close(one, many, torch.float64, "loss")
 
 
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+@pytest.mark.parametrize("mode", ["views", "pairs"])
+@pytest.mark.parametrize(("batch", "views", "classes"), [(200, 3, 7), (301, 4, 1)])
+def test_cpp_anchor_chunks_crossing_views(mode, batch, views, classes):
+    """More anchors than one chunk (256 float64 rows), chunks straddling view boundaries, rows in several
+    groups (pairs mode with V >= 3): the loss and both gradients equal the reference's."""
+    features, labels, prototypes = make_inputs(batch, views, classes, 24, seed=views)
+    upstream = torch.tensor(0.75, dtype=torch.float64)
+    results = []
+    for backend in ("reference", "cpp"):
+        f = features.clone().requires_grad_()
+        p = prototypes.clone().requires_grad_()
+        loss = op.bamco_loss(f, labels, p, 0.07, mode=mode, backend=backend)
+        (loss * upstream).backward()
+        results.append((loss.detach(), f.grad, p.grad))
+    for name, e, a in zip(("loss", "grad features", "grad prototypes"), *results):
+        assert_close(a, e, torch.float64, f"{mode} B={batch} V={views}: {name}")
+
+
 def test_backward_without_grad_is_reported():
     features, labels, prototypes = make_inputs(4, 2, 3, 8)
     with torch.no_grad():
