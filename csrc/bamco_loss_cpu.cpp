@@ -271,8 +271,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   // Gradients accumulate straight into the outputs, addressed per key segment: view v of the features
   // (rows v*B .. v*B+B of K; a strided (B, D) view, which BLAS takes through its leading dimension),
   // then the prototypes.
-  at::Tensor grad_features = compute_grad ? at::zeros({B, V, D}, opts) : at::empty({0}, opts);
-  at::Tensor grad_prototypes = compute_grad ? at::zeros({C, D}, opts) : at::empty({0}, opts);
+  // Not zero-filled: the first chunk's key-side product writes every row (beta = 0).
+  at::Tensor grad_features = compute_grad ? at::empty({B, V, D}, opts) : at::empty({0}, opts);
+  at::Tensor grad_prototypes = compute_grad ? at::empty({C, D}, opts) : at::empty({0}, opts);
   std::vector<at::Tensor> grad_segs;
   if (compute_grad) {
     for (int64_t v = 0; v < V; ++v) grad_segs.push_back(grad_features.select(1, v));
@@ -334,8 +335,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
       }
     });
     if (compute_grad) {
-      // sim now holds G (rows x M). Anchor side: dZ_chunk = G K (summed over key segments), added to
-      // the rows' views; key side: dK_seg += G[:, seg]^T Z_chunk.
+      // sim now holds G (rows x M). Key side: dK_seg (+)= G[:, seg]^T Z_chunk (the first chunk writes);
+      // anchor side: dZ_chunk = G K (summed over key segments), added to the rows' views.
+      for (int64_t seg = 0; seg <= V; ++seg) {
+        const at::Tensor gs_t = sim.narrow(1, seg * B, seg_rows(seg)).t();
+        if (a0 == 0) {
+          at::mm_out(grad_segs[seg], gs_t, z);
+        } else {
+          grad_segs[seg].addmm_(gs_t, z);
+        }
+      }
       at::Tensor dz = dz_buffer.narrow(0, 0, rows);
       for (int64_t seg = 0; seg <= V; ++seg) {
         const at::Tensor gs = sim.narrow(1, seg * B, seg_rows(seg));
@@ -348,9 +357,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
       for_each_view_part(a0, rows, [&](int64_t r0, int64_t view, int64_t b, int64_t n) {
         grad_segs[view].narrow(0, b, n).add_(dz.narrow(0, r0, n));
       });
-      for (int64_t seg = 0; seg <= V; ++seg) {
-        grad_segs[seg].addmm_(sim.narrow(1, seg * B, seg_rows(seg)).t(), z);
-      }
     }
   }
 

@@ -177,9 +177,14 @@ def _check_grad_available(grad: torch.Tensor) -> None:
 def _setup_context(ctx, inputs, output) -> None:
     _, grad_features, grad_prototypes = output
     ctx.save_for_backward(grad_features, grad_prototypes)
+    # The gradient outputs never receive gradient; without this, autograd would fill two zero tensors of
+    # the inputs' sizes for them on every backward.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_loss, _grad_f, _grad_p):
+    if grad_loss is None:  # only the gradient outputs were used downstream: nothing flows back
+        return None, None, None, None, None, None
     grad_features, grad_prototypes = ctx.saved_tensors
     _check_grad_available(grad_features)
     if _is_cpu_one(grad_loss):  # plain loss.backward(): the saved gradients are the answer
