@@ -63,6 +63,13 @@ def warn_once() -> None:
         warnings.warn(f"bamco_fast: compiled CPU ops unavailable ({_error}); using fallbacks", stacklevel=3)
 
 
+def module():
+    """The loaded ``bamco_fast._C`` module; raises ``RuntimeError`` with the reason when it is missing."""
+    if not available():
+        raise RuntimeError(f"bamco_fast._C is not loaded ({_error})")
+    return _module
+
+
 def build_info() -> dict:
     """Build facts of the extension (torch version, compiler, OpenMP), or ``{}`` when not loaded."""
     return dict(_module.build_info()) if available() else {}

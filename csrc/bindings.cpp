@@ -31,6 +31,10 @@ TORCH_LIBRARY(bamco_fast, m) {
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
+namespace bamco_fast {
+int64_t dilated_depthwise_block_workspace(bool release);  // csrc/dilated_depthwise_block_cpu.cpp
+}  // namespace bamco_fast
+
 namespace {
 pybind11::dict build_info() {
   pybind11::dict info;
@@ -49,4 +53,7 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bamco_fast compiled CPU ops (registered under torch.ops.bamco_fast)";
   m.def("build_info", &build_info, "Facts about how this extension was built.");
+  m.def("dilated_depthwise_block_workspace", &bamco_fast::dilated_depthwise_block_workspace,
+        pybind11::arg("release") = false,
+        "Bytes held by the CPU workspace cache of dilated_depthwise_block; release=True frees it first.");
 }

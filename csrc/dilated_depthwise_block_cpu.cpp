@@ -663,6 +663,20 @@ dilated_depthwise_block_backward_cpu(const at::Tensor& grad_y, const at::Tensor&
 
 }  // namespace
 
+// Bytes held by the workspace caches (both dtypes); with release = true the caches are freed first
+// (a cache in use by a running call is left alone) and the bytes freed are returned.
+int64_t dilated_depthwise_block_workspace(bool release) {
+  int64_t bytes = 0;
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    WorkspaceCache& cache = workspace_cache(dtype);
+    const std::unique_lock<std::mutex> lock(cache.mutex, std::try_to_lock);
+    if (!lock.owns_lock() || !cache.buffer.defined()) continue;
+    bytes += cache.buffer.nbytes();
+    if (release) cache.buffer = at::Tensor();
+  }
+  return bytes;
+}
+
 TORCH_LIBRARY_IMPL(bamco_fast, CPU, m) {
   m.impl("dilated_depthwise_block", &dilated_depthwise_block_cpu);
   m.impl("dilated_depthwise_block_backward", &dilated_depthwise_block_backward_cpu);

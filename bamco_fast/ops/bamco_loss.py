@@ -14,7 +14,9 @@ intra-class image features).
 
 Backends: ``triton`` (CUDA), ``cpp`` (CPU, ``torch.ops.bamco_fast.bamco_loss``) and ``reference``
 (:func:`bamco_loss_reference`, pure torch, any device). The fused backends compute the loss and its
-gradient in one pass when a gradient is needed and never form the (A, A + C) similarity matrix.
+gradient in one pass when a gradient is needed and hold only a bounded block of the (A, A + C)
+similarity matrix at a time (CPU: chunks of >= 256 anchor rows within 4 MiB, or all rows when fewer;
+GPU: tiles), so their extra memory is O((A + C) * D) plus that block.
 """
 
 from __future__ import annotations

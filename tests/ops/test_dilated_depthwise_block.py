@@ -138,6 +138,20 @@ def test_cpp_eval_mode_saves_nothing_and_matches():
 
 
 @_CPP
+def test_cpp_workspace_cache_is_reported_and_released():
+    inputs = make_inputs(2, 4, 8, 6, 7, 8, dtype=torch.float32)
+    expected = functional.dilated_depthwise_block(*inputs, backend="cpp")
+    held = op.cpu_workspace_bytes()
+    # at least one sample's workspace: (2 * 3c + 2e + 2c) float32 values per voxel
+    assert held >= (2 * 3 * 4 + 2 * 8 + 2 * 4) * 6 * 7 * 8 * 4
+    assert op.cpu_workspace_bytes(release=True) == held
+    assert op.cpu_workspace_bytes() == 0
+    again = functional.dilated_depthwise_block(*inputs, backend="cpp")  # allocates afresh
+    torch.testing.assert_close(again, expected, rtol=0, atol=0)
+    assert op.cpu_workspace_bytes() > 0
+
+
+@_CPP
 def test_cpp_gradcheck_float64():
     inputs = [t.requires_grad_() for t in make_inputs(1, 2, 3, 3, 4, 5)]
     fn = lambda *a: functional.dilated_depthwise_block(*a, backend="cpp")  # noqa: E731
