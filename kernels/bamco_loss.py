@@ -419,10 +419,13 @@ def _grad_kernel(
                 sx = s * scale2
                 # anchor r, key t
                 x1 = sx + tl.where(same, same_bias_r[:, None], -tl.log2(kn_t + 1.0)[None, :])
-                g1 = tl.exp2(x1 - lse_r[:, None]) - tl.where(same, inv_pos_r[:, None], 0.0)
+                # invalid lanes (padding, the diagonal) get exp2(-inf) = 0 instead of a possible overflow
+                g1 = tl.exp2(tl.where(valid, x1 - lse_r[:, None], float("-inf")))
+                g1 -= tl.where(same, inv_pos_r[:, None], 0.0)
                 # anchor t, key r
                 x2 = sx + tl.where(same, -tl.log2(kn_t)[None, :], other_bias_r[:, None])
-                g2 = tl.exp2(x2 - lse_t[None, :]) - tl.where(same, (1.0 / kn_t)[None, :], 0.0)
+                g2 = tl.exp2(tl.where(valid, x2 - lse_t[None, :], float("-inf")))
+                g2 -= tl.where(same, (1.0 / kn_t)[None, :], 0.0)
                 gt = tl.where(valid, g1 + g2, 0.0)
                 kt = tl.load(
                     col_ptrs[:, None] + do[None, :], mask=tmask[:, None] & do_mask[None, :], other=0.0
@@ -437,8 +440,8 @@ def _grad_kernel(
                 valid = imask[:, None] & cmask[None, :]
                 same = y_r[:, None] == c[None, :]
                 x1 = s * scale2 + tl.where(same, same_bias_r[:, None], -tl.log2(K * n_c + 1.0)[None, :])
-                g1 = tl.exp2(x1 - lse_r[:, None]) - tl.where(same, inv_pos_r[:, None], 0.0)
-                gt = tl.where(valid, g1, 0.0)
+                g1 = tl.exp2(tl.where(valid, x1 - lse_r[:, None], float("-inf")))
+                gt = tl.where(valid, g1 - tl.where(same, inv_pos_r[:, None], 0.0), 0.0)
                 pt = tl.load(
                     col_ptrs[:, None] + do[None, :], mask=cmask[:, None] & do_mask[None, :], other=0.0
                 )
@@ -464,8 +467,8 @@ def _grad_kernel(
                 valid = cmask[:, None] & tmask[None, :]
                 same = c[:, None] == y_t[None, :]
                 x = s * scale2 + tl.where(same, -tl.log2(kn_t)[None, :], other_bias_c[:, None])
-                gt = tl.exp2(x - lse_t[None, :]) - tl.where(same, (1.0 / kn_t)[None, :], 0.0)
-                gt = tl.where(valid, gt, 0.0)
+                gt = tl.exp2(tl.where(valid, x - lse_t[None, :], float("-inf")))
+                gt = tl.where(valid, gt - tl.where(same, (1.0 / kn_t)[None, :], 0.0), 0.0)
                 zt = tl.load(
                     col_ptrs[:, None] + do[None, :], mask=tmask[:, None] & do_mask[None, :], other=0.0
                 )
