@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # GPU check of the Triton backend of bamco_loss: build the package against the installed torch, run the
 # CUDA tests of the ops, then print the timing table (fwd+bwd, triton vs reference). Needs no network.
-# Usage: bash benchmarks/gpu_check.sh   (from anywhere; runs in the repository root, about 3-5 minutes)
+# Usage: bash benchmarks/gpu_check.sh   (from anywhere; runs in the repository root; every step has a
+# time cap, about 9 minutes in all at worst, expected 3-5 minutes)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 
 step() { printf '\n==> %s\n' "$*"; }
+# Every step runs even when an earlier one failed (a borrowed GPU is short-lived); failures are listed last.
+FAILED=()
+check() {
+  local name="$1"
+  shift
+  "$@" || FAILED+=("${name} (exit $?)")
+}
 
 step "environment"
 "${PYTHON}" - <<'PY'
@@ -26,15 +34,19 @@ step "pip install --no-build-isolation --no-deps -e .  (builds the C++ extension
 "${PYTHON}" -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 5
 
 step "pytest -m cuda tests/ops"
-timeout 240 "${PYTHON}" -m pytest -m cuda tests/ops -q -p no:cacheprovider -rs
+check "cuda tests" timeout 150 "${PYTHON}" -m pytest -m cuda tests/ops -q -p no:cacheprovider -rs
 
 step "timing table (benchmarks/gpu_table.py)"
-timeout 150 "${PYTHON}" benchmarks/gpu_table.py
+check "loss timing table" timeout 120 "${PYTHON}" benchmarks/gpu_table.py
 
 step "encoder: Triton block and encoder tests on the GPU"
-timeout 300 "${PYTHON}" -m pytest tests/ops/test_dilated_depthwise_block.py tests/test_encoders.py -q -p no:cacheprovider -rs -k "triton or cuda"
+check "encoder tests" timeout 120 "${PYTHON}" -m pytest tests/ops/test_dilated_depthwise_block.py tests/test_encoders.py -q -p no:cacheprovider -rs -k "triton or cuda"
 
 step "encoder timing (benchmarks/gpu_encoder.py: B=48, triton bf16 vs reference fp32+autocast bf16)"
-timeout 300 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
+check "encoder timing" timeout 120 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
 
-step "done"
+if ((${#FAILED[@]})); then
+  step "FAILED: ${FAILED[*]}"
+  exit 1
+fi
+step "done: every step passed"
