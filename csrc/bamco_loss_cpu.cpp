@@ -264,9 +264,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   const at::Tensor sim_buffer = at::empty({R, M}, opts);
   const at::Tensor z_buffer = at::empty({R, D}, opts);  // the chunk's anchors, contiguous
   const at::Tensor dz_buffer = compute_grad ? at::empty({R, D}, opts) : at::Tensor();
-  const int nthreads = std::max(1, at::get_num_threads());
-  // Per-thread scratch: exp values (M) and, for rows in several groups, a copy of the similarity row (M).
-  const at::Tensor scratch = at::empty({nthreads, single_group || !compute_grad ? M : 2 * M}, opts);
+  // Scratch per parallel task: exp values (M) and, for rows in several groups, a copy of the row (M).
+  const int64_t scratch_len = single_group || !compute_grad ? M : 2 * M;
 
   // Gradients accumulate straight into the outputs, addressed per key segment: view v of the features
   // (rows v*B .. v*B+B of K; a strided (B, D) view, which BLAS takes through its leading dimension),
@@ -294,8 +293,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
     }
     scalar_t* s_base = sim.data_ptr<scalar_t>();
     at::parallel_for(0, rows, 1, [&](int64_t r_begin, int64_t r_end) {
-      const int tid = at::get_thread_num();
-      scalar_t* ex = scratch.data_ptr<scalar_t>() + tid * scratch.size(1);
+      std::vector<scalar_t> scratch(scratch_len);
+      scalar_t* ex = scratch.data();
       scalar_t* s_copy = ex + M;
       Span spans[16];
       for (int64_t r = r_begin; r < r_end; ++r) {
