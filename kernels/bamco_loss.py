@@ -58,6 +58,7 @@ The log-sum-exp uses an online maximum, never a fixed shift, so any T > 0 is sta
 """
 
 import math
+import os
 
 import torch
 import triton
@@ -578,8 +579,7 @@ def _launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
     wrapped[grid](*args, **kwargs)
 
 
-@torch.library.triton_op(OP, mutates_args=())
-def bamco_loss_triton(
+def _bamco_loss_triton(
     features: torch.Tensor,
     labels: torch.Tensor,
     prototypes: torch.Tensor,
@@ -744,6 +744,16 @@ def bamco_loss_triton(
     )
     return loss, grad_features, grad_prototypes
 
+
+# On a GPU the op is a ``triton_op``: torch.compile sees through it to the kernels. Under the interpreter
+# (TRITON_INTERPRET=1, CPU tensors) ``wrap_triton`` cannot be traced, so a traced copy of the body would
+# have no kernel launches; there the op is opaque (``custom_op``) and compiled graphs call it as a whole.
+# Its fake implementation is the body itself, whose launches are skipped on fake tensors.
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    bamco_loss_triton = torch.library.custom_op(OP, mutates_args=())(_bamco_loss_triton)
+    bamco_loss_triton.register_fake(_bamco_loss_triton)
+else:
+    bamco_loss_triton = torch.library.triton_op(OP, mutates_args=())(_bamco_loss_triton)
 
 _AUTOGRAD_REGISTERED = False
 

@@ -83,6 +83,10 @@ def _probe_triton() -> str | None:
     return None
 
 
+# Availability probes import Triton or load the compiled extension on first use. When that first use is
+# inside torch.compile, Dynamo must not trace the imports (a graph break); it runs the probe once, eagerly,
+# and uses the answer as a constant (true for the life of the process).
+@torch.compiler.assume_constant_result
 def triton_availability() -> str | None:
     err = triton_import_error()
     if err:
@@ -99,6 +103,7 @@ def is_explicit(requested: str | None) -> bool:
     return os.environ.get(ENV_VAR, "").strip() not in ("", "auto")
 
 
+@torch.compiler.assume_constant_result
 def cpp_availability() -> str | None:
     from .. import _cpp
 

@@ -211,6 +211,7 @@ def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
 _CPP_REGISTERED = False
 
 
+@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
 def _register_cpp() -> None:
     """Attach the fake implementation and autograd formula to the compiled op (once)."""
     global _CPP_REGISTERED
@@ -230,11 +231,18 @@ def cpp_op():
     return torch.ops.bamco_fast.bamco_loss.default
 
 
-def triton_op():
-    """The Triton ``torch.ops.bamco_fast.bamco_loss_triton`` op (autograd attached on first use)."""
+@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+def _register_triton() -> None:
+    """Import the Triton kernels (which define the op) and attach the autograd formula (once)."""
     from ..kernels import bamco_loss as kernel  # lazy: Triton is optional
 
-    return kernel.registered_op(_setup_context, _backward)
+    kernel.registered_op(_setup_context, _backward)
+
+
+def triton_op():
+    """The Triton ``torch.ops.bamco_fast.bamco_loss_triton`` op (autograd attached on first use)."""
+    _register_triton()
+    return torch.ops.bamco_fast.bamco_loss_triton.default
 
 
 def _needs_grad(*tensors: torch.Tensor) -> bool:

@@ -203,6 +203,7 @@ def _cpp_backward(ctx, grad_y):
 _CPP_REGISTERED = False
 
 
+@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
 def _register_cpp() -> None:
     """Attach the fake implementations and the autograd formula to the compiled ops (once)."""
     global _CPP_REGISTERED
@@ -243,11 +244,15 @@ def cpu_workspace_bytes(release: bool = False) -> int:
     return int(_cpp.module().dilated_depthwise_block_workspace(release))
 
 
+@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+def _import_triton_kernels() -> None:
+    from ..kernels import dilated_depthwise_block  # noqa: F401  (defines the op, autograd attached)
+
+
 def triton_op():
     """The Triton op ``torch.ops.bamco_fast.dilated_depthwise_block_triton`` (autograd attached)."""
-    from ..kernels import dilated_depthwise_block as kernel  # lazy: Triton is optional
-
-    return kernel.registered_op()
+    _import_triton_kernels()
+    return torch.ops.bamco_fast.dilated_depthwise_block_triton.default
 
 
 BACKENDS: tuple[_backends.Backend, ...] = (
