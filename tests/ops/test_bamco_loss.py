@@ -181,24 +181,6 @@ def test_cpp_opcheck(mode, compute_grad):
 
 
 @pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
-def test_cpp_compiles_without_graph_break():
-    features, labels, prototypes = make_inputs(6, 2, 3, 8, dtype=torch.float32)
-
-    def step(f, y, p):
-        return functional.bamco_loss(f * 1.0, y, p, 0.07, backend="cpp") * 2
-
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
-    f = features.clone().requires_grad_()
-    loss = compiled(f, labels, prototypes)
-    loss.backward()
-    f2 = features.clone().requires_grad_()
-    ref = step(f2, labels, prototypes)
-    ref.backward()
-    torch.testing.assert_close(loss, ref)
-    torch.testing.assert_close(f.grad, f2.grad)
-
-
-@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
 def test_cpp_thread_count_does_not_change_result():
     features, labels, prototypes = make_inputs(333, 2, 40, 64, dtype=torch.float64)
     before = torch.get_num_threads()
