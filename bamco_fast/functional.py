@@ -34,7 +34,7 @@ def bamco_loss(
     Args:
         features: (B, V, D) float32/float64 (CPU) or float32/float16/bfloat16 (CUDA), V >= 2 views,
             rows L2-normalised by the caller.
-        labels: (B,) int64 class indices in [0, C).
+        labels: (B,) integer class indices in [0, C) (int64; other integer dtypes are converted).
         prototypes: (C, D) class centres, L2-normalised, same dtype/device as ``features``.
         temperature: T > 0 (default 0.07).
         backend: ``None``/``"auto"``, ``"triton"``, ``"cpp"`` or ``"reference"``.
@@ -101,7 +101,7 @@ def logit_adjusted_cross_entropy(
 
     Args:
         logits: (B, C) float.
-        labels: (B,) int64 in [0, C).
+        labels: (B,) integer class indices in [0, C).
         log_prior: (C,) log class frequencies of the training set.
         tau: adjustment strength (1.0 in the paper).
     """
@@ -110,7 +110,11 @@ def logit_adjusted_cross_entropy(
             f"logit_adjusted_cross_entropy: logits must be (B, C) and log_prior (C,), got "
             f"{tuple(logits.shape)} and {tuple(log_prior.shape)}"
         )
-    return F.cross_entropy(logits + tau * log_prior.to(logits.dtype), labels)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(
+            f"logit_adjusted_cross_entropy: labels must be integer class indices, got {labels.dtype}"
+        )
+    return F.cross_entropy(logits + tau * log_prior.to(logits.dtype), labels.to(torch.int64))
 
 
 def dilated_depthwise_block(

@@ -23,6 +23,17 @@ def test_logit_adjusted_ce_matches_definition():
     torch.testing.assert_close(loss_half.double(), expected_half, rtol=1e-6, atol=1e-6)
 
 
+def test_logit_adjusted_ce_label_dtypes():
+    ce = bamco_fast.LogitAdjustedCrossEntropy([5, 3, 2])
+    logits = torch.randn(5, 3)
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    expected = ce(logits, labels)
+    for dtype in (torch.int32, torch.uint8):
+        torch.testing.assert_close(ce(logits, labels.to(dtype)), expected)
+    with pytest.raises(TypeError, match="labels must be integer class indices, got torch.float32"):
+        ce(logits, labels.float())
+
+
 @pytest.mark.parametrize("counts", [[3, 0, 1], [-1, 2], [], [[1, 2]]])
 def test_logit_adjusted_ce_rejects_bad_counts(counts):
     with pytest.raises(ValueError, match="class_counts"):

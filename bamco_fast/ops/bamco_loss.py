@@ -51,7 +51,7 @@ def bamco_loss_reference(
 
     Args:
         features: (B, V, D) float, rows L2-normalised by the caller, V >= 2.
-        labels: (B,) int64 in [0, C).
+        labels: (B,) integer class indices in [0, C) (any integer dtype; used as int64).
         prototypes: (C, D) float, same dtype and device as ``features``.
         temperature: T > 0.
         mode: ``"views"`` (one loss over all V views) or ``"pairs"`` (mean over view pairs a < b).
@@ -61,6 +61,9 @@ def bamco_loss_reference(
         0-dim tensor in the dtype of ``features``. Materialises (V*B, V*B + C) temporaries.
     """
     out_dtype = features.dtype
+    labels = labels.to(
+        torch.int64
+    )  # class indices, whatever the integer dtype (uint8 must not act as a mask)
     if upcast and features.dtype in (torch.float16, torch.bfloat16):
         features, prototypes = features.float(), prototypes.float()
     num_views = features.shape[1]
@@ -253,7 +256,7 @@ def _fused(op, features, labels, prototypes, temperature, mode):
     compute_grad = _needs_grad(features, prototypes)
     loss, _, _ = op(
         features.contiguous(),
-        labels.contiguous(),
+        labels.to(torch.int64).contiguous(),  # any integer dtype is accepted; the kernels take int64
         prototypes.contiguous(),
         float(temperature),
         mode,

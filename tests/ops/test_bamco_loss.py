@@ -213,6 +213,15 @@ def test_cpp_anchor_chunks_crossing_views(mode, batch, views, classes):
         assert_close(a, e, torch.float64, f"{mode} B={batch} V={views}: {name}")
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("label_dtype", [torch.int32, torch.int16, torch.uint8])
+def test_any_integer_label_dtype(backend, label_dtype):
+    features, labels, prototypes = make_inputs(9, 2, 4, 8)
+    expected = functional.bamco_loss(features, labels, prototypes, backend=backend)
+    actual = functional.bamco_loss(features, labels.to(label_dtype), prototypes, backend=backend)
+    assert_close(actual, expected, torch.float64, f"labels {label_dtype}")
+
+
 def test_backward_without_grad_is_reported():
     features, labels, prototypes = make_inputs(4, 2, 3, 8)
     with torch.no_grad():
