@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from bamco_fast.ops._backends import check_first_order_backward
+
 OP = "bamco_fast::dilated_depthwise_block_triton"
 BLOCK = 512
 BACKWARD_CHUNK = 8
@@ -457,6 +459,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_y):
+    check_first_order_backward("dilated_depthwise_block")
     grads = dilated_depthwise_block_triton_backward(grad_y.contiguous(), *ctx.saved_tensors, ctx.eps)
     return (*grads, None)
 

@@ -165,3 +165,16 @@ def select(
 def format_reasons(reasons: dict[str, list[str]]) -> str:
     """One line per backend: ``name: ok`` or ``name: reason; reason``."""
     return "\n".join(f"  {name}: {'; '.join(r) if r else 'ok'}" for name, r in reasons.items())
+
+
+def check_first_order_backward(op_name: str) -> None:
+    """Raise when a fused backward runs under ``create_graph=True``.
+
+    The fused gradients are computed by kernels that are not themselves differentiable; letting autograd
+    record them would make higher-order derivatives silently miss the op's curvature.
+    """
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise RuntimeError(
+            f"{op_name}: the fused backends give first-order gradients only (backward with "
+            "create_graph=True asks for more); use backend='reference' for higher-order derivatives"
+        )

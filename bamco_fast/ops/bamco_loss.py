@@ -190,6 +190,7 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad_loss, _grad_f, _grad_p):
     if grad_loss is None:  # only the gradient outputs were used downstream: nothing flows back
         return None, None, None, None, None, None
+    _backends.check_first_order_backward(OP_NAME)
     grad_features, grad_prototypes = ctx.saved_tensors
     _check_grad_available(grad_features)
     if _is_cpu_one(grad_loss):  # plain loss.backward(): the saved gradients are the answer

@@ -194,6 +194,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _cpp_backward(ctx, grad_y):
+    _backends.check_first_order_backward(OP_NAME)
     grads = torch.ops.bamco_fast.dilated_depthwise_block_backward.default(
         grad_y.contiguous(), *ctx.saved_tensors, ctx.eps
     )

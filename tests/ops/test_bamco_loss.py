@@ -222,6 +222,22 @@ def test_any_integer_label_dtype(backend, label_dtype):
     assert_close(actual, expected, torch.float64, f"labels {label_dtype}")
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_higher_order_gradients(backend):
+    """The reference is twice differentiable; the fused backends refuse create_graph instead of silently
+    returning a gradient that is constant in the inputs."""
+    features, labels, prototypes = make_inputs(5, 2, 3, 8)
+    f = features.clone().requires_grad_()
+    loss = functional.bamco_loss(f, labels, prototypes, backend=backend)
+    if backend == "reference":
+        (g,) = torch.autograd.grad(loss, f, create_graph=True)
+        (hvp,) = torch.autograd.grad((g * features).sum(), f)
+        assert hvp.abs().sum() > 0
+    else:
+        with pytest.raises(RuntimeError, match="first-order gradients only"):
+            torch.autograd.grad(loss, f, create_graph=True)
+
+
 def test_backward_without_grad_is_reported():
     features, labels, prototypes = make_inputs(4, 2, 3, 8)
     with torch.no_grad():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -149,6 +151,29 @@ def test_cpp_workspace_cache_is_reported_and_released():
     again = functional.dilated_depthwise_block(*inputs, backend="cpp")  # allocates afresh
     torch.testing.assert_close(again, expected, rtol=0, atol=0)
     assert op.cpu_workspace_bytes() > 0
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton", "reference"])
+def test_higher_order_gradients(backend):
+    """The reference is twice differentiable; fused backends refuse create_graph (no silent zero Hessian)."""
+    if backend == "cpp" and not _HAS_CPP:
+        pytest.skip("bamco_fast._C not built")
+    if backend == "triton":
+        pytest.importorskip("triton")
+        if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+            pytest.skip("needs a CUDA device or TRITON_INTERPRET=1")
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    dtype = torch.float64 if backend != "triton" else torch.float32
+    inputs = [t.to(device) for t in make_inputs(1, 2, 4, 4, 5, 6, dtype=dtype)]
+    x = inputs[0].clone().requires_grad_()
+    y = functional.dilated_depthwise_block(x, *inputs[1:], backend=backend).square().mean()
+    if backend == "reference":
+        (g,) = torch.autograd.grad(y, x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x)
+        assert h.abs().sum() > 0
+    else:
+        with pytest.raises(RuntimeError, match="first-order gradients only"):
+            torch.autograd.grad(y, x, create_graph=True)
 
 
 @_CPP
