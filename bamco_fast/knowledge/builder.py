@@ -158,7 +158,9 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
         overlap=config.overlap,
         model=config.spacy_model,
         linker=config.linker,
-        linker_config=LinkerConfig(threshold=config.linker_threshold, index_dir=config.linker_index),
+        linker_config=LinkerConfig(
+            threshold=config.linker_threshold, index_dir=config.linker_index, progress=config.progress
+        ),
     )
     sources = [entity_source_text(r.question, r.answer) for r in qa]
     texts = sorted({s for s in sources if s})

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -42,6 +43,8 @@ class LinkerConfig:
     UMLS value (10) for knowledge bases with at least 100,000 names and 1 below that (with 10, a small
     vocabulary such as Slake's KG would keep almost no 3-grams). ``hnsw_m`` / ``ef_construction`` are
     the index's build parameters (scispaCy: 100 / 2000), ``ef_search`` its query-time breadth.
+    ``progress`` reports an index build on stderr (nmslib's progress bar; a full UMLS selection takes
+    a long time once, then comes from ``index_dir``).
     """
 
     k: int = 30
@@ -51,6 +54,7 @@ class LinkerConfig:
     ef_construction: int = 2000
     ef_search: int = 200
     index_dir: Path | None = None
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -128,7 +132,7 @@ def _fit(aliases: list[str], config: LinkerConfig, min_df: int):
             "post": 0,
             "indexThreadQty": os.cpu_count() or 1,
         },
-        print_progress=False,
+        print_progress=config.progress,
     )
     index.setQueryTimeParams({"efSearch": config.ef_search})
     return kept_aliases, vectorizer, vectors, index
@@ -180,6 +184,11 @@ def build_candidate_generator(kb: KnowledgeBase, config: LinkerConfig = LinkerCo
     fingerprint = _fingerprint(aliases, config, min_df)
     loaded = _cached(Path(config.index_dir), fingerprint, config.ef_search) if config.index_dir else None
     if loaded is None:
+        if config.progress:
+            where = (
+                f", cached in {config.index_dir}" if config.index_dir else " (not cached: see --linker-index)"
+            )
+            print(f"linker: indexing {len(aliases)} names of {kb.kind}:{kb.source}{where}", file=sys.stderr)
         kept, vectorizer, vectors, index = _fit(aliases, config, min_df)
         if config.index_dir is not None:
             _save(Path(config.index_dir), fingerprint, kept, vectorizer, vectors, index)
