@@ -193,16 +193,9 @@ def _backward(ctx, grad_loss, _grad_f, _grad_p):
     _backends.check_first_order_backward(OP_NAME)
     grad_features, grad_prototypes = ctx.saved_tensors
     _check_grad_available(grad_features)
-    if _is_cpu_one(grad_loss):  # plain loss.backward(): the saved gradients are the answer
-        return grad_features, None, grad_prototypes, None, None, None
+    # Always new tensors, even for grad_loss == 1: autograd may adopt a returned tensor as ``.grad``, and
+    # the saved one must stay intact for another backward through a retained graph.
     return grad_loss * grad_features, None, grad_loss * grad_prototypes, None, None, None
-
-
-def _is_cpu_one(t: torch.Tensor) -> bool:
-    """``t`` is a CPU scalar equal to 1 (checked only in eager mode, where reading it is free)."""
-    if torch.compiler.is_compiling() or t.device.type != "cpu" or t.numel() != 1:
-        return False
-    return bool(t == 1)
 
 
 def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):

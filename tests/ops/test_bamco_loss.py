@@ -238,6 +238,23 @@ def test_higher_order_gradients(backend):
             torch.autograd.grad(loss, f, create_graph=True)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_retained_graph_backward_accumulates(backend):
+    """Three backward passes through a retained graph give three times the gradient (the saved fused
+    gradients are never handed out as ``.grad`` themselves)."""
+    features, labels, prototypes = make_inputs(6, 2, 3, 8)
+    f = features.clone().requires_grad_()
+    p = prototypes.clone().requires_grad_()
+    loss = functional.bamco_loss(f, labels, p, backend=backend)
+    once_f, once_p = torch.autograd.grad(loss, (f, p), retain_graph=True)
+    for _ in range(3):
+        loss.backward(retain_graph=True)
+    f.grad.mul_(0.5)  # in-place use of .grad must not touch what the graph saved
+    loss.backward()
+    assert_close(f.grad, 2.5 * once_f, torch.float64, "grad features")
+    assert_close(p.grad, 4 * once_p, torch.float64, "grad prototypes")
+
+
 def test_backward_without_grad_is_reported():
     features, labels, prototypes = make_inputs(4, 2, 3, 8)
     with torch.no_grad():
