@@ -87,6 +87,10 @@ def bamco_multimodal_loss(
         raise ValueError(
             f"bamco_multimodal_loss: modalities must be (B, D) tensors of one shape, got {shapes}"
         )
+    kinds = [(m.dtype, m.device) for m in modalities]
+    if len(set(kinds)) != 1:
+        found = [f"{str(d).replace('torch.', '')} on {dev}" for d, dev in kinds]
+        raise ValueError(f"bamco_multimodal_loss: modalities must share one dtype and device, got {found}")
     features = torch.stack(list(modalities), dim=1)
     if gather_distributed:
         features = distributed.gather_with_grad(features, "modalities")

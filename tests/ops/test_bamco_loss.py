@@ -354,6 +354,8 @@ def test_multimodal_bad_input():
         functional.bamco_multimodal_loss([f[:, 0], f[:3, 1]], y, p)
     with pytest.raises(TypeError, match="sequence of"):
         functional.bamco_multimodal_loss(f, y, p)
+    with pytest.raises(ValueError, match=r"one dtype and device, got \['float64 on cpu', 'float32 on cpu'\]"):
+        functional.bamco_multimodal_loss([f[:, 0], f[:, 1].float()], y, p)
 
 
 def test_module_matches_functional():
