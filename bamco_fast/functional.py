@@ -118,6 +118,17 @@ def logit_adjusted_cross_entropy(
         raise TypeError(
             f"logit_adjusted_cross_entropy: labels must be integer class indices, got {labels.dtype}"
         )
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(
+            f"logit_adjusted_cross_entropy: labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}"
+        )
+    if labels.numel() and not torch.compiler.is_compiling():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(
+                f"logit_adjusted_cross_entropy: labels must lie in [0, {logits.shape[1]}) "
+                f"(C = logits.shape[1]), got values in [{lo}, {hi}]"
+            )
     return F.cross_entropy(logits + tau * log_prior.to(logits.dtype), labels.to(torch.int64))
 
 

@@ -32,6 +32,12 @@ def test_logit_adjusted_ce_label_dtypes():
         torch.testing.assert_close(ce(logits, labels.to(dtype)), expected)
     with pytest.raises(TypeError, match="labels must be integer class indices, got torch.float32"):
         ce(logits, labels.float())
+    with pytest.raises(
+        ValueError, match=r"labels must lie in \[0, 3\) \(C = logits.shape\[1\]\), got values in \[0, 3\]"
+    ):
+        ce(logits, torch.tensor([0, 3, 1, 1, 0]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(5,\), got \(4,\)"):
+        ce(logits, labels[:4])
 
 
 @pytest.mark.parametrize("counts", [[3, 0, 1], [-1, 2], [], [[1, 2]]])
