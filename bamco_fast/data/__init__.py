@@ -4,7 +4,7 @@ Entry points: :func:`load_split` and :class:`VQARecord`; ``python -m bamco_fast.
 Only the standard library is needed, except ``pyarrow`` for Hugging Face parquet files.
 """
 
-from .errors import DataError, DataFormatError, LayoutError, MissingFileError, SkipLog
+from .errors import DataError, DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog
 from .loading import DATASETS, LAYOUTS, has_native_validation, load_split
 from .pathvqa import read_pathvqa
 from .record import VQARecord, derive_answer_type, normalize_question
@@ -19,6 +19,7 @@ __all__ = [
     "DataFormatError",
     "LayoutError",
     "MissingFileError",
+    "MissingSplitError",
     "SkipLog",
     "SplitOverlap",
     "VQARecord",

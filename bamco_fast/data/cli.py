@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import DataError, SkipLog
+from .errors import DataError, MissingSplitError, SkipLog
 from .loading import DATASETS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, LAYOUTS, load_split
 from .splits import overlap_report
 
@@ -70,17 +70,22 @@ def _check_splits(args: argparse.Namespace) -> int:
     lang = None if args.lang == "all" else args.lang
     splits = {}
     for expr in args.splits:
-        splits[expr] = load_split(
-            args.dataset,
-            args.root,
-            expr,
-            layout=args.layout,
-            image_dir=args.image_dir,
-            lang=lang,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            skip_log=skip_log,
-        )
+        try:
+            splits[expr] = load_split(
+                args.dataset,
+                args.root,
+                expr,
+                layout=args.layout,
+                image_dir=args.image_dir,
+                lang=lang,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                skip_log=skip_log,
+            )
+        except MissingSplitError as exc:
+            raise MissingSplitError(
+                f"{exc} (check only the splits you have with --splits, e.g. --splits train validate)"
+            ) from exc
         images = len({r.image_name for r in splits[expr]})
         print(f"{expr}: {len(splits[expr])} QA, {images} images")
     reports = [overlap_report(a, splits[a], b, splits[b]) for a, b in itertools.combinations(args.splits, 2)]

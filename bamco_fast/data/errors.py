@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DataError", "DataFormatError", "LayoutError", "MissingFileError", "SkipLog"]
+__all__ = ["DataError", "DataFormatError", "LayoutError", "MissingFileError", "MissingSplitError", "SkipLog"]
 
 
 class DataError(ValueError):
@@ -36,6 +36,10 @@ class LayoutError(DataError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file the input refers to (an image, an RRF table, a split file) does not exist."""
+
+
+class MissingSplitError(MissingFileError):
+    """The file of a requested split (e.g. Slake's ``test.json``) is not in the dataset folder."""
 
 
 @dataclass

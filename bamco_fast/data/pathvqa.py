@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file
-from .errors import DataFormatError, LayoutError, MissingFileError, SkipLog
+from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .hf_parquet import has_parquet_layout, read_hf_parquet
 from .jsonio import iter_jsonl, read_json
 from .record import VQARecord, derive_answer_type
@@ -94,7 +94,7 @@ def read_pathvqa(
         raise ValueError(f"layout must be one of {('auto', *PATHVQA_LAYOUTS)}, got {layout!r}")
     path = _split_file(root, split)
     if path is None:
-        raise MissingFileError(
+        raise MissingSplitError(
             f"PathVQA split {split!r} not found (expected {_STEMS[split][0]}.json or .jsonl)", path=root
         )
     folder = Path(image_dir) if image_dir else (root / "images" if (root / "images").is_dir() else root)

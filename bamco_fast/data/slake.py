@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file
-from .errors import DataFormatError, LayoutError, MissingFileError, SkipLog
+from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .jsonio import read_json
 from .record import VQARecord
 
@@ -56,7 +56,7 @@ def read_slake(
         raise LayoutError("not a Slake 1.0 folder: expected an 'imgs/' folder next to train.json", path=root)
     path = pick_file(root, SLAKE_SPLIT_FILES[split])
     if path is None:
-        raise MissingFileError(
+        raise MissingSplitError(
             f"Slake split {split!r} not found (expected one of {list(SLAKE_SPLIT_FILES[split])})", path=root
         )
     items = read_json(path, "Slake split file")

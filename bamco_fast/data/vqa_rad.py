@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import ImageChecker, handle_problem, normalize_answer_type
-from .errors import DataFormatError, LayoutError, MissingFileError, SkipLog
+from .errors import DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog
 from .jsonio import read_json
 from .record import VQARecord, derive_answer_type
 
@@ -98,7 +98,7 @@ def read_vqa_rad(
     else:
         path = root / _SPLIT_FILES[layout][split]
         if not path.is_file():
-            raise MissingFileError(f"VQA-RAD {layout} split file for {split!r} not found", path=path)
+            raise MissingSplitError(f"VQA-RAD {layout} split file for {split!r} not found", path=path)
     items = read_json(path, "VQA-RAD file")
     if not isinstance(items, list):
         raise DataFormatError(f"expected a JSON list of QA objects, got {type(items).__name__}", path=path)

@@ -3,7 +3,15 @@ import json
 import pytest
 from helpers_data import make_slake_copy, shared, slake_entry
 
-from bamco_fast.data import DataFormatError, LayoutError, MissingFileError, SkipLog, load_split, read_slake
+from bamco_fast.data import (
+    DataFormatError,
+    LayoutError,
+    MissingFileError,
+    MissingSplitError,
+    SkipLog,
+    load_split,
+    read_slake,
+)
 
 
 def test_real_slake_train_matches_file_and_language_filter():
@@ -74,5 +82,22 @@ def test_unknown_layout_and_missing_split(tmp_path):
     with pytest.raises(LayoutError, match="imgs"):
         read_slake(tmp_path, "train")
     (tmp_path / "imgs").mkdir()
-    with pytest.raises(MissingFileError, match=r"test\.json"):
+    with pytest.raises(MissingSplitError, match=r"test\.json"):
         read_slake(tmp_path, "test")
+
+
+def test_check_splits_without_a_test_split(tmp_path, capsys):
+    """The shared Slake copy has train and validate only: the default split list names the fix."""
+    from bamco_fast.data.cli import main as data_main
+
+    root = shared("slake")
+    assert data_main(["check-splits", "--dataset", "slake", "--root", str(root)]) == 2
+    assert "--splits train validate" in capsys.readouterr().err
+    assert (
+        data_main(
+            ["check-splits", "--dataset", "slake", "--root", str(root), "--splits", "train", "validate"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "train: 4919 QA, 450 images" in out and "no (image, question) pair is shared" in out
