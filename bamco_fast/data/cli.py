@@ -27,7 +27,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bamco_fast.data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bamco_fast.data", description="Dataset tools: check splits for leakage."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check-splits", help="report overlap between splits; exit 1 on (image, question) leakage"

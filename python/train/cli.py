@@ -8,7 +8,9 @@ from . import demo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bamco_fast.train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bamco_fast.train", description="BaMCo training pipeline."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo.add_arguments(sub.add_parser("demo", help=demo.__doc__.splitlines()[0]))
     return parser
