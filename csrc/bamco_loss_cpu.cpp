@@ -296,7 +296,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
       std::vector<scalar_t> scratch(scratch_len);
       scalar_t* ex = scratch.data();
       scalar_t* s_copy = ex + M;
-      Span spans[16];
+      std::vector<Span> spans(2 * k + 1);  // per group: up to two spans per view, then the prototypes
       for (int64_t r = r_begin; r < r_end; ++r) {
         const int64_t i = a0 + r;
         const int64_t view = i / B, b = i % B;
@@ -325,8 +325,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
           }
           spans[ns++] = {A, M};
           const int64_t num_pos = k * n_ptr[y];
-          const scalar_t l =
-              row_group_dispatch(s_row, col, spans, ns, y, num_pos, inv_t, coef, ex, g_row, single_group);
+          const scalar_t l = row_group_dispatch(s_row, col, spans.data(), ns, y, num_pos, inv_t, coef, ex, g_row,
+                                                single_group);
           loss_i += static_cast<double>(coef) * static_cast<double>(l);
         }
         if (g_row) g_row[i] = scalar_t(0);

@@ -21,11 +21,15 @@ CPU_BACKENDS = [
 ]
 
 # (B, V, C, D): every B x V x C combination, D alternating, plus one large-D case per B.
-_SHAPES = [
-    (b, v, c, 16 if (b + v + c) % 2 else 40)
-    for b, v, c in itertools.product((1, 2, 7, 48, 333), (2, 3), (1, 5, 1450))
-    if not (b == 333 and v == 3 and c != 5)  # the per-anchor oracle is slow at 999 anchors
-] + [(b, 2, 285, 512) for b in (1, 48, 333)]
+_SHAPES = (
+    [
+        (b, v, c, 16 if (b + v + c) % 2 else 40)
+        for b, v, c in itertools.product((1, 2, 7, 48, 333), (2, 3), (1, 5, 1450))
+        if not (b == 333 and v == 3 and c != 5)  # the per-anchor oracle is slow at 999 anchors
+    ]
+    + [(b, 2, 285, 512) for b in (1, 48, 333)]
+    + [(7, 8, 5, 16), (5, 12, 3, 16)]
+)  # many views (multi-crop)
 
 # Tolerances of each backend against the float64 oracle, by input dtype (atol, rtol).
 TOL = {torch.float64: (1e-9, 1e-9), torch.float32: (3e-5, 3e-5)}
@@ -113,7 +117,9 @@ def test_label_structures(backend, case, views):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("num_modalities,batch,classes", [(2, 5, 3), (3, 7, 4), (3, 48, 285), (4, 6, 2)])
+@pytest.mark.parametrize(
+    "num_modalities,batch,classes", [(2, 5, 3), (3, 7, 4), (3, 48, 285), (4, 6, 2), (9, 5, 3)]
+)
 def test_multimodal_matches_pairwise_eq1(backend, num_modalities, batch, classes):
     features, labels, prototypes = make_inputs(batch, num_modalities, classes, 32, seed=batch)
     mods = [features[:, m] for m in range(num_modalities)]

@@ -116,6 +116,8 @@ CASES = [
     (33, 3, 40, 16, "random", "views"),
     (33, 3, 5, 40, "absent", "pairs"),
     (33, 2, 1, 16, "one_class", "pairs"),
+    (5, 8, 3, 16, "random", "views"),  # many views (multi-crop)
+    (5, 9, 3, 16, "random", "pairs"),
 ]
 
 
