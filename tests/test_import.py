@@ -66,3 +66,20 @@ def test_info_reports_extension_and_cpp_backends(capsys):
     out = capsys.readouterr().out
     assert "bamco_fast._C: loaded (built for torch" in out
     assert "cpp       [cpu; float32,float64]: ok" in out
+
+
+def test_import_stays_light():
+    """``import bamco_fast`` loads neither Dynamo nor Triton nor the extension (they come on first use)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, bamco_fast, bamco_fast.functional; "
+            "print(sorted(m for m in ('torch._dynamo', 'triton', 'bamco_fast._C') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -83,10 +84,23 @@ def _probe_triton() -> str | None:
     return None
 
 
-# Availability probes import Triton or load the compiled extension on first use. When that first use is
-# inside torch.compile, Dynamo must not trace the imports (a graph break); it runs the probe once, eagerly,
-# and uses the answer as a constant (true for the life of the process).
-@torch.compiler.assume_constant_result
+def compile_constant(fn: Callable) -> Callable:
+    """Mark ``fn`` (no arguments, answer fixed for the life of the process) as a compile-time constant.
+
+    When its first call happens inside ``torch.compile``, Dynamo runs it once, eagerly, and uses the
+    result instead of tracing it (tracing an import or an extension load is a graph break). This is
+    ``torch.compiler.assume_constant_result``, applied without importing ``torch._dynamo`` (about a second
+    of import time) when Dynamo is not loaded yet: the public decorator only sets this marker, which
+    ``tests/ops/test_backends.py`` checks.
+    """
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.assume_constant_result(fn)
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
+# Availability probes import Triton or load the compiled extension on first use; see compile_constant.
+@compile_constant
 def triton_availability() -> str | None:
     err = triton_import_error()
     if err:
@@ -103,7 +117,7 @@ def is_explicit(requested: str | None) -> bool:
     return os.environ.get(ENV_VAR, "").strip() not in ("", "auto")
 
 
-@torch.compiler.assume_constant_result
+@compile_constant
 def cpp_availability() -> str | None:
     from .. import _cpp
 

@@ -208,7 +208,7 @@ def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
 _CPP_REGISTERED = False
 
 
-@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
 def _register_cpp() -> None:
     """Attach the fake implementation and autograd formula to the compiled op (once)."""
     global _CPP_REGISTERED
@@ -228,7 +228,7 @@ def cpp_op():
     return torch.ops.bamco_fast.bamco_loss.default
 
 
-@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
 def _register_triton() -> None:
     """Import the Triton kernels (which define the op) and attach the autograd formula (once)."""
     from ..kernels import bamco_loss as kernel  # lazy: Triton is optional

@@ -204,7 +204,7 @@ def _cpp_backward(ctx, grad_y):
 _CPP_REGISTERED = False
 
 
-@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
 def _register_cpp() -> None:
     """Attach the fake implementations and the autograd formula to the compiled ops (once)."""
     global _CPP_REGISTERED
@@ -245,7 +245,7 @@ def cpu_workspace_bytes(release: bool = False) -> int:
     return int(_cpp.module().dilated_depthwise_block_workspace(release))
 
 
-@torch.compiler.assume_constant_result  # run eagerly (once) even when first reached under torch.compile
+@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
 def _import_triton_kernels() -> None:
     from ..kernels import dilated_depthwise_block  # noqa: F401  (defines the op, autograd attached)
 

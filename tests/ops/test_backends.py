@@ -84,3 +84,23 @@ def test_cpu_tensors_reach_triton_only_when_named_under_interpreter(monkeypatch)
 
 def test_real_table_lists_all_three_backends():
     assert [b.name for b in bamco_loss.backends()] == ["triton", "cpp", "reference"]
+
+
+def test_compile_constant_sets_the_marker_torch_uses():
+    """``compile_constant`` must be what ``torch.compiler.assume_constant_result`` does (without importing
+    Dynamo); if torch changes its mechanism, this fails instead of compiled code breaking silently."""
+
+    def probe() -> None:
+        return None
+
+    marked = torch.compiler.assume_constant_result(probe)
+    public = dict(vars(marked))
+    assert public == {"_dynamo_marked_constant": True}
+
+    def other() -> None:
+        return None
+
+    ours = _backends.compile_constant(other)
+    assert vars(ours) == public
+    for fn in (_backends.cpp_availability, _backends.triton_availability, bamco_loss._register_cpp):
+        assert getattr(fn, "_dynamo_marked_constant", False), fn.__name__
