@@ -193,9 +193,27 @@ def _backward(ctx, grad_loss, _grad_f, _grad_p):
     _backends.check_first_order_backward(OP_NAME)
     grad_features, grad_prototypes = ctx.saved_tensors
     _check_grad_available(grad_features)
-    # Always new tensors, even for grad_loss == 1: autograd may adopt a returned tensor as ``.grad``, and
-    # the saved one must stay intact for another backward through a retained graph.
+    if _hand_over(grad_loss):  # plain loss.backward(): the saved gradients are the answer
+        return grad_features, None, grad_prototypes, None, None, None
     return grad_loss * grad_features, None, grad_loss * grad_prototypes, None, None, None
+
+
+_keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
+def _hand_over(grad_loss: torch.Tensor) -> bool:
+    """Whether the saved gradients can be returned as they are (no scaling, no copy).
+
+    Only for an upstream gradient of exactly 1 (a CPU scalar, read for free) and when this backward frees
+    the graph: autograd may adopt a returned tensor as ``.grad`` of a leaf, so with a retained graph
+    (``retain_graph=True``) the saved tensors must stay private and fresh ones are returned. Eager mode
+    only; where torch lacks the graph-task query, always fresh tensors.
+    """
+    if _keep_graph is None or torch.compiler.is_compiling():
+        return False
+    if grad_loss.device.type != "cpu" or grad_loss.numel() != 1 or _keep_graph():
+        return False
+    return bool(grad_loss == 1)
 
 
 def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
