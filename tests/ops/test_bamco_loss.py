@@ -261,6 +261,25 @@ def test_retained_graph_backward_accumulates(backend):
     assert_close(p.grad, 4 * once_p, torch.float64, "grad prototypes")
 
 
+@pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
+def test_two_fused_losses_on_one_leaf():
+    """Gradients handed over by two fused nodes into one leaf add up (autograd may accumulate in place into
+    the first one it receives); compared with the reference."""
+    features, labels, prototypes = make_inputs(7, 2, 4, 8)
+    grads = {}
+    for backend in ("reference", "cpp"):
+        f = features.clone().requires_grad_()
+        p = prototypes.clone().requires_grad_()
+        a = functional.bamco_loss(f, labels, p, 0.1, backend=backend)
+        b = functional.bamco_loss(f, labels.flip(0), p, 0.2, backend=backend)
+        (a + b).backward()
+        f2 = f.detach().clone().requires_grad_()
+        functional.bamco_loss(f2, labels, p.detach(), 0.1, backend=backend).backward()
+        grads[backend] = (f.grad, p.grad, f2.grad)
+    for name, e, got in zip(("features", "prototypes", "features again"), grads["reference"], grads["cpp"]):
+        assert_close(got, e, torch.float64, name)
+
+
 def test_backward_without_grad_is_reported():
     features, labels, prototypes = make_inputs(4, 2, 3, 8)
     with torch.no_grad():
