@@ -158,6 +158,13 @@ def _build(args: argparse.Namespace) -> int:
     from .builder import BuildConfig, build_knowledge
     from .stats import format_stats_table, knowledge_stats
 
+    if args.split == "test":
+        print(
+            "warning: a knowledge source built from the test split holds the entities of its answers; "
+            "giving it to a model evaluated on that split leaks the answers (see docs/data_and_knowledge.md)",
+            file=sys.stderr,
+        )
+
     config = BuildConfig(
         dataset=args.dataset,
         root=args.root,

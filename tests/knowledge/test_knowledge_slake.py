@@ -123,6 +123,20 @@ def test_missing_definition_policy(tmp_path):
         heads(jsonl, "sometimes")
 
 
+def test_test_split_build_warns_about_answer_leakage(tmp_path, capsys):
+    root = make_slake_copy(
+        tmp_path / "slake",
+        [slake_entry(0, "xmlab0/source.jpg", "Which organ is abnormal?", "Lung")],
+        split="test",
+        images=("xmlab0/source.jpg",),
+    )
+    out = tmp_path / "kg_test.json"
+    argv = build_argv(root, f"slake-kg:{shared('slake', 'KG')}", out, "--split", "test", "--no-progress")
+    assert kg_main(argv) == 0
+    assert "leaks the answers" in capsys.readouterr().err
+    assert {r["head_entity"] for r in json.loads(out.read_text())} == {"Lung"}
+
+
 def test_build_bad_input_leaves_no_output(tmp_path, capsys):
     kg = shared("slake", "KG")
     root = make_slake_copy(
