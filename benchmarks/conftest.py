@@ -37,18 +37,19 @@ def peak_extra_memory_mib(module: str, function: str, kwargs: dict, warmup: dict
     one-time initialisation and inputs are not counted. NaN if the child fails or the peak cannot be reset.
     """
     here = str(Path(__file__).resolve().parent)
-    warm = (
-        f"m.{function}(m.{function}_prepare(**json.loads({json.dumps({**kwargs, **warmup})!r}))); "
-        if warmup
-        else ""
-    )
-    code = (
-        f"import json, sys; sys.path.insert(0, {here!r}); import {module} as m; "
-        "from memory import peak_extra_rss; "
-        + warm
-        + f"prep = m.{function}_prepare(**json.loads({json.dumps(kwargs)!r})); "
-        f"cm = peak_extra_rss(); peak = cm.__enter__(); m.{function}(prep); cm.__exit__(None, None, None); "
-        "print(peak['bytes'] / 2**20)"
+    fn = f"m.{function}"
+    code = "\n".join(
+        [
+            "import json, sys",
+            f"sys.path.insert(0, {here!r})",
+            f"import {module} as m",
+            "from memory import peak_extra_rss",
+            f"{fn}({fn}_prepare(**json.loads({json.dumps({**kwargs, **warmup})!r})))" if warmup else "",
+            f"prep = {fn}_prepare(**json.loads({json.dumps(kwargs)!r}))",
+            "with peak_extra_rss() as peak:",
+            f"    {fn}(prep)",
+            "print(peak['bytes'] / 2**20)",
+        ]
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:

@@ -43,49 +43,37 @@ def dropped_parameter_count(fs):
     return fs + sum(2 * 6 * c + 2 * c + 2 for c in channels)
 
 
+def assert_backends_agree(enc, x, backend, atol, rtol):
+    """Output and every parameter gradient (random upstream gradient) of ``backend`` vs the reference."""
+    results = {}
+    for name in ("reference", backend):
+        enc.set_backend(name)
+        enc.zero_grad(set_to_none=True)
+        out = enc(x)
+        gen = torch.Generator().manual_seed(1)
+        upstream = torch.randn(out.shape, generator=gen, dtype=out.dtype).to(out.device)
+        (out * upstream).sum().backward()
+        results[name] = (out.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()})
+    (y_ref, g_ref), (y, g_fast) = results["reference"], results[backend]
+    torch.testing.assert_close(y, y_ref, atol=atol, rtol=rtol)
+    for name, g in g_ref.items():
+        scale = max(float(g.abs().max()), 1e-3)
+        torch.testing.assert_close(
+            g_fast[name] / scale, g / scale, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
+        )
+
+
 @_CPP
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cpp_and_reference_encoders_agree(dtype):
     enc = randomize_(IntraClassEncoder(**_SMALL)).to(dtype)
-    x = images(2, _SMALL, dtype)
-    results = {}
-    for backend in ("reference", "cpp"):
-        enc.set_backend(backend)
-        enc.zero_grad(set_to_none=True)
-        out = enc(x)
-        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
-        (out * upstream).sum().backward()
-        results[backend] = (out.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()})
-    atol, rtol = TOL[dtype]
-    (y_ref, g_ref), (y_cpp, g_cpp) = results["reference"], results["cpp"]
-    torch.testing.assert_close(y_cpp, y_ref, atol=atol, rtol=rtol)
-    for name, g in g_ref.items():
-        scale = max(float(g.abs().max()), 1e-3)
-        torch.testing.assert_close(
-            g_cpp[name] / scale, g / scale, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
-        )
+    assert_backends_agree(enc, images(2, _SMALL, dtype), "cpp", *TOL[dtype])
 
 
 @pytest.mark.cuda
 def test_triton_and_reference_encoders_agree_on_gpu():
     enc = randomize_(IntraClassEncoder(**_SMALL)).cuda()
-    x = images(2, _SMALL).cuda()
-    results = {}
-    for backend in ("reference", "triton"):
-        enc.set_backend(backend)
-        enc.zero_grad(set_to_none=True)
-        out = enc(x)
-        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).cuda()
-        (out * upstream).sum().backward()
-        results[backend] = (out.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()})
-    atol, rtol = TOL[torch.float32]
-    (y_ref, g_ref), (y_tri, g_tri) = results["reference"], results["triton"]
-    torch.testing.assert_close(y_tri, y_ref, atol=atol, rtol=rtol)
-    for name, g in g_ref.items():
-        scale = max(float(g.abs().max()), 1e-3)
-        torch.testing.assert_close(
-            g_tri[name] / scale, g / scale, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
-        )
+    assert_backends_agree(enc, images(2, _SMALL).cuda(), "triton", *TOL[torch.float32])
     with torch.no_grad():
         paper = IntraClassEncoder(**_PAPER, backend="triton").cuda().bfloat16()
         assert paper(images(4, _PAPER, torch.bfloat16).cuda()).shape == (4, 512)
