@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# GPU check of the Triton backend of bamco_loss: build the package against the installed torch, run the
-# CUDA tests of the ops, then print the timing table (fwd+bwd, triton vs reference). Needs no network.
+# GPU check of the Triton backends: build the package against the installed torch, run the CUDA tests of
+# the ops, print the loss timing table (fwd+bwd, triton vs reference, device time of small batches), the
+# encoder tests and timing, and a sweep of the loss's tile settings. Needs no network.
 # Usage: bash benchmarks/gpu_check.sh   (from anywhere; runs in the repository root; every step has a
-# time cap, about 9 minutes in all at worst, expected 3-5 minutes)
+# time cap, under 10 minutes in all at worst, expected 3-5 minutes)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,13 +38,16 @@ step "pytest -m cuda tests/ops"
 check "cuda tests" timeout 150 "${PYTHON}" -m pytest -m cuda tests/ops -q -p no:cacheprovider -rs
 
 step "timing table (benchmarks/gpu_table.py)"
-check "loss timing table" timeout 120 "${PYTHON}" benchmarks/gpu_table.py
+check "loss timing table" timeout 110 "${PYTHON}" benchmarks/gpu_table.py --deadline-s 95
 
 step "encoder: Triton block and encoder tests on the GPU"
-check "encoder tests" timeout 120 "${PYTHON}" -m pytest tests/ops/test_dilated_depthwise_block.py tests/test_encoders.py -q -p no:cacheprovider -rs -k "triton or cuda"
+check "encoder tests" timeout 100 "${PYTHON}" -m pytest tests/ops/test_dilated_depthwise_block.py tests/test_encoders.py -q -p no:cacheprovider -rs -k "triton or cuda"
 
 step "encoder timing (benchmarks/gpu_encoder.py: B=48, triton bf16 vs reference fp32+autocast bf16)"
-check "encoder timing" timeout 120 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
+check "encoder timing" timeout 100 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
+
+step "loss tile sweep (benchmarks/gpu_tune.py: bf16 fwd+bwd, candidate TUNING settings vs the defaults)"
+check "tile sweep" timeout 90 "${PYTHON}" benchmarks/gpu_tune.py --deadline-s 75
 
 if ((${#FAILED[@]})); then
   step "FAILED: ${FAILED[*]}"

@@ -44,9 +44,12 @@ the gradient, each recomputing its similarity tiles); with n_do = 1 that is ``2 
 + 8 A C D``, against ``8 A M D`` for a scheme without the symmetry.
 
 Tiles (``launch_config``): on GPU the forward uses 128 x 64 tiles with 32-wide D chunks and the
-gradient 64 x 32 tiles with 256-wide D slices, picked from sm_90 ptxas resource usage (no forward spills;
-the gradient spills ~128-260 bytes per thread) and not yet tuned by timing. The key splits target two
-programs per SM. Under the interpreter (CPU tensors) the tiles are 32 x 32 and there is one split.
+gradient 64 x 32 tiles with 256-wide D slices, picked from sm_90 ptxas resource usage and not yet tuned
+by timing. ``python -m bamco_fast.kernels.aot`` compiles these launches for sm_90 or sm_80 without a GPU
+and prints registers, spills, shared memory and the dot instruction of each kernel (sm_90, Triton 3.8:
+no spills in the forward and gradient kernels in any dtype; wgmma for 16-bit inputs). The key splits
+target two programs per SM. Under the interpreter (CPU tensors) the tiles are 32 x 32 and there is one
+split.
 
 Precision: fp32, fp16 and bf16 inputs; similarities, softmax statistics and gradient accumulators are
 fp32. For fp32 inputs ``tl.dot`` runs with ``input_precision="ieee"`` (full fp32, matching the fp32
@@ -57,8 +60,10 @@ accumulator afterwards) is rounded to the input dtype before the second product,
 The log-sum-exp uses an online maximum, never a fixed shift, so any T > 0 is stable.
 """
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 
 import torch
 import triton
@@ -77,9 +82,31 @@ TUNING: dict[str, object] = {
     "block_n_grad": None,  # key rows per tile (gradient)
     "block_d": None,  # D chunk of the similarity products
     "block_do": None,  # D slice owned by one gradient program
+    "num_warps": None,  # warps per forward program
+    "num_warps_grad": None,  # warps per gradient program
+    "num_stages": None,  # software-pipelining stages of the key loops
     "fp32_precision": "ieee",  # "ieee" or "tf32" for fp32 inputs
     "inline_counts": None,  # True/False forces the in-kernel class counts on/off
 }
+
+
+@contextlib.contextmanager
+def tuned(**overrides: object) -> Iterator[dict[str, object]]:
+    """Apply ``TUNING`` overrides inside the block (restored on exit); unknown keys raise ``KeyError``.
+
+    Example: ``with tuned(block_do=512): loss = bamco_loss(f, y, p, backend="triton")``.
+    """
+    unknown = sorted(set(overrides) - set(TUNING))
+    if unknown:
+        raise KeyError(f"tuned: {unknown} are not TUNING keys; expected some of {sorted(TUNING)}")
+    saved = dict(TUNING)
+    TUNING.update(overrides)
+    try:
+        yield TUNING
+    finally:
+        TUNING.clear()
+        TUNING.update(saved)
+
 
 # Batches up to this size get their class counts inside the kernels (saves the count launch).
 INLINE_COUNT_MAX_BATCH = 512
@@ -485,7 +512,19 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
+# SM count of a card to plan launches for while CPU tensors stand in for CUDA ones (set by
+# :func:`bamco_fast.kernels.aot.record_launches`, which compiles the planned launches without a GPU).
+PLAN_FOR_SMS: int | None = None
+
+
+def _gpu_plan(device: torch.device) -> bool:
+    """True when the launches are planned for a GPU (CUDA tensors, or the ahead-of-time planner)."""
+    return device.type == "cuda" or PLAN_FOR_SMS is not None
+
+
 def _num_sms(device: torch.device) -> int:
+    if PLAN_FOR_SMS is not None:
+        return PLAN_FOR_SMS
     if device.type != "cuda":
         return 4
     return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
@@ -514,7 +553,7 @@ def launch_config(
     On CPU tensors (Triton interpreter) the tiles are large and there is one split, because the
     interpreter's cost grows with the number of programs and loop iterations.
     """
-    interpreted = device.type != "cuda"
+    interpreted = not _gpu_plan(device)
     d_pow2 = max(16, _next_pow2(dim))
     cfg: dict[str, object]
     if interpreted:
@@ -530,8 +569,8 @@ def launch_config(
             "num_stages": 1,
         }
     else:
-        # Chosen from ptxas resource usage for sm_90 (no spills in the forward, least spilling gradient
-        # configuration with wgmma-sized row blocks); not yet tuned by timing.
+        # Chosen from ptxas resource usage for sm_90 (see ``python -m bamco_fast.kernels.aot``: no spills,
+        # wgmma-sized row blocks); not yet tuned by timing.
         cfg = {
             "block_m": 128,
             "block_n": 64,
@@ -543,7 +582,17 @@ def launch_config(
             "num_warps_grad": 8,
             "num_stages": 2,
         }
-    for key in ("block_m", "block_n", "block_m_grad", "block_n_grad", "block_d", "block_do"):
+    for key in (
+        "block_m",
+        "block_n",
+        "block_m_grad",
+        "block_n_grad",
+        "block_d",
+        "block_do",
+        "num_warps",
+        "num_warps_grad",
+        "num_stages",
+    ):
         if TUNING.get(key) is not None:
             cfg[key] = int(TUNING[key])  # type: ignore[arg-type]
     rows = group_size * batch
@@ -627,7 +676,8 @@ def _bamco_loss_triton(
     counts = torch.empty((num_classes,), dtype=f32, device=device)
     loss = torch.empty((), dtype=features.dtype, device=device)
     launch = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
-    block_l = 64 if device.type != "cuda" else 128
+    gpu = _gpu_plan(device)
+    block_l = 128 if gpu else 64
 
     if not inline:
         block_c = 64
@@ -640,7 +690,7 @@ def _bamco_loss_triton(
             num_classes,
             BLOCK_C=block_c,
             BLOCK_L=block_l,
-            num_warps=4 if device.type != "cuda" else 8,
+            num_warps=8 if gpu else 4,
         )
     scale2 = _LOG2E / float(temperature)
     grid = (triton.cdiv(group_size * batch, cfg["block_m"]), num_groups, num_splits)
@@ -696,8 +746,8 @@ def _bamco_loss_triton(
         INLINE_COUNTS=inline,
         WRITE_COUNTS=inline and compute_grad,
         BLOCK_F=256,
-        BLOCK_L=block_l if device.type != "cuda" else 16,
-        num_warps=4 if device.type != "cuda" else 8,
+        BLOCK_L=16 if gpu else block_l,
+        num_warps=8 if gpu else 4,
     )
     if not compute_grad:
         return loss, features.new_empty((0,)), prototypes.new_empty((0,))

@@ -39,10 +39,8 @@ kernel = pytest.importorskip("bamco_fast.kernels.bamco_loss")
 @pytest.fixture
 def tuning():
     """Set ``kernel.TUNING`` entries for one test and restore them afterwards."""
-    saved = dict(kernel.TUNING)
-    yield kernel.TUNING
-    kernel.TUNING.clear()
-    kernel.TUNING.update(saved)
+    with kernel.tuned() as table:
+        yield table
 
 
 def make_inputs(batch, views, classes, dim, labels="random", seed=0, device=DEVICE):
@@ -154,6 +152,17 @@ def test_split_kv_and_count_paths(tuning, mode, inline_counts):
     cfg = kernel.launch_config(features.device, torch.float32, 33, 3 if mode == "views" else 2, 1, 40, 16)
     assert cfg["num_splits"] == 4 and cfg["inline_counts"] is inline_counts
     check_against_reference(features, y, prototypes, 0.1, mode, torch.float32, seed=5)
+
+
+def test_tuned_restores_the_table_and_rejects_unknown_keys():
+    before = dict(kernel.TUNING)
+    with pytest.raises(RuntimeError, match="inside"), kernel.tuned(block_n=16, num_splits=2) as table:
+        assert table["block_n"] == 16 and kernel.TUNING["num_splits"] == 2
+        raise RuntimeError("inside")
+    assert before == kernel.TUNING
+    with pytest.raises(KeyError, match="block_dd"), kernel.tuned(block_dd=16):
+        pass
+    assert before == kernel.TUNING
 
 
 def test_split_count_larger_than_key_tiles_is_clamped(tuning):

@@ -1,0 +1,203 @@
+"""The Triton kernels compile for sm_90 (H100/H200) with the launch parameters a GPU call would use.
+
+The interpreter runs the kernels' Python semantics but never the compiler, and cannot run bf16 at all.
+Here the compiler runs for real, without a GPU (:mod:`bamco_fast.kernels.aot`): every launch the host
+code plans for a 132-SM card is compiled to a cubin, and its resources are checked: shared memory within
+the card's per-block limit, no register spills in the hot kernels, tensor-core instructions for 16-bit
+inputs and full-precision FMA for fp32 inputs (the fp32 tolerances assume no TF32). It runs in fresh
+processes without ``TRITON_INTERPRET`` (the interpreter replaces the jitted functions), with a private
+Triton cache so the compiler really runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bamco_fast.kernels import aot
+
+TARGET = aot.TARGETS["sm_90"]
+HOT = ("_fwd_kernel", "_grad_kernel", "_dw_fwd_kernel", "_dw_bwd_kernel")
+
+_LAUNCHES_AND_ENCODER = """
+import json, sys
+from dataclasses import asdict
+import torch
+from bamco_fast.kernels import aot
+
+target = aot.TARGETS["sm_90"]
+launches = {}
+for case in ("loss-b48", "loss-b32768"):
+    with aot.record_launches(target) as recorded:
+        aot.CASES[case][0](torch.bfloat16)
+    launches[case] = [launch.kernel.fn.__name__ for launch in recorded]
+shape = aot.encoder_block_shapes(1)[0]
+with aot.record_launches(target) as recorded:
+    aot.encoder_block_call(shape, torch.bfloat16)
+reports = aot.compile_launches(recorded, target, "encoder-block0", "bfloat16")
+json.dump({"launches": launches, "shape": shape, "reports": [asdict(r) for r in reports]}, open(sys.argv[1], "w"))
+"""
+
+
+_TUNING_CANDIDATES = """
+import json, sys
+from dataclasses import asdict
+import torch
+sys.path.insert(0, "benchmarks")
+from gpu_tune import CANDIDATES
+from bamco_fast.kernels import aot, bamco_loss
+
+target = aot.TARGETS["sm_90"]
+out = {}
+for name, overrides in CANDIDATES.items():
+    with bamco_loss.tuned(**overrides), aot.record_launches(target) as recorded:
+        aot.CASES["loss-b32768"][0](torch.bfloat16)
+    hot = [launch for launch in recorded if launch.kernel.fn.__name__ in ("_fwd_kernel", "_grad_kernel")]
+    out[name] = [asdict(r) for r in aot.compile_launches(hot, target, name, "bfloat16")]
+json.dump(out, open(sys.argv[1], "w"))
+"""
+
+
+def _env(cache: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "BAMCO_FAST_BACKEND")}
+    env["TRITON_CACHE_DIR"] = cache
+    return env
+
+
+def _check(out: subprocess.CompletedProcess) -> None:
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-4000:])
+
+
+@pytest.fixture(scope="module")
+def loss_reports(tmp_path_factory) -> list[dict]:
+    tmp = tmp_path_factory.mktemp("aot_loss")
+    path = tmp / "loss.json"
+    cmd = [sys.executable, "-m", "bamco_fast.kernels.aot", "--target", "sm_90", "--case", "loss-b48"]
+    cmd += ["loss-b32768", "--dtype", "bfloat16", "float32", "--json", str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(str(tmp / "cache")), timeout=600)
+    _check(out)
+    assert "| loss-b48 | bfloat16 | _fwd_kernel |" in out.stdout  # the table is printed
+    data = json.loads(path.read_text())
+    assert data["target"]["name"] == "sm_90"
+    return data["kernels"]
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("aot_encoder")
+    path = tmp / "planned.json"
+    script = textwrap.dedent(_LAUNCHES_AND_ENCODER)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        env=_env(str(tmp / "cache")),
+        timeout=600,
+    )
+    _check(out)
+    return json.loads(path.read_text())
+
+
+def _find(reports: list[dict], case: str, dtype: str, kernel: str) -> dict:
+    found = [r for r in reports if (r["case"], r["dtype"], r["kernel"]) == (case, dtype, kernel)]
+    assert len(found) == 1, (case, dtype, kernel, [(r["case"], r["dtype"], r["kernel"]) for r in reports])
+    return found[0]
+
+
+def test_small_batch_plans_three_launches_on_gpu(planned):
+    # Forward + backward at B=48 on a GPU: forward, finish, gradient (class counts inline).
+    assert planned["launches"]["loss-b48"] == ["_fwd_kernel", "_finish_kernel", "_grad_kernel"]
+    # Large batches count the classes in a kernel of their own first.
+    assert planned["launches"]["loss-b32768"] == [
+        "_count_kernel",
+        "_fwd_kernel",
+        "_finish_kernel",
+        "_grad_kernel",
+    ]
+
+
+def test_every_loss_kernel_compiles_for_each_dtype(loss_reports):
+    for case, kernels in (
+        ("loss-b48", ("_fwd_kernel", "_finish_kernel", "_grad_kernel")),
+        ("loss-b32768", ("_count_kernel", "_fwd_kernel", "_finish_kernel", "_grad_kernel")),
+    ):
+        for dtype in ("bfloat16", "float32"):
+            for kernel in kernels:
+                if kernel == "_count_kernel" and dtype == "float32":
+                    continue  # labels only: one specialisation, compiled with the bf16 case
+                report = _find(loss_reports, case, dtype, kernel)
+                assert report["registers"] > 0
+
+
+@pytest.mark.parametrize("source", ["loss", "encoder"])
+def test_shared_memory_fits_and_hot_kernels_do_not_spill(source, loss_reports, planned):
+    reports = loss_reports if source == "loss" else planned["reports"]
+    assert reports
+    for r in reports:
+        assert 0 <= r["shared"] <= TARGET.max_shared, r
+        assert r["registers"] <= 255, r
+        if r["kernel"] in HOT:
+            assert (r["spill_stores"], r["spill_loads"]) == (0, 0), r
+
+
+def test_dots_use_tensor_cores_for_bf16_and_full_fp32_otherwise(loss_reports):
+    for case in ("loss-b48", "loss-b32768"):
+        for kernel in ("_fwd_kernel", "_grad_kernel"):
+            assert _find(loss_reports, case, "bfloat16", kernel)["mma"] == "wgmma"
+            assert _find(loss_reports, case, "float32", kernel)["mma"] == "fma"
+        assert _find(loss_reports, case, "bfloat16", "_finish_kernel")["mma"] == "-"
+
+
+def test_encoder_block_kernels_all_compile_in_bf16(planned):
+    names = {r["kernel"] for r in planned["reports"]}
+    assert names == {
+        "_dw_fwd_kernel",
+        "_norm_act_kernel",
+        "_residual_kernel",
+        "_bwd_partials_kernel",
+        "_bwd_apply_kernel",
+        "_dw_bwd_kernel",
+    }
+    assert tuple(planned["shape"])[1:] == (12, 36, 84, 84)  # the first block: f=12 channels, 36x84x84
+    assert all(r["dtype"] == "bfloat16" and r["mma"] == "-" for r in planned["reports"])
+
+
+def test_cli_refuses_to_run_under_the_interpreter(monkeypatch, capsys):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert aot.main(["--case", "loss-b48"]) == 2
+    assert "TRITON_INTERPRET" in capsys.readouterr().err
+
+
+def test_mma_kind_reads_the_dot_lowering():
+    assert aot.mma_kind("%0 = tt.dot %a, %b", "wgmma.mma_async.sync.aligned.m64n64k16") == "wgmma"
+    assert aot.mma_kind("%0 = tt.dot %a, %b", "mma.sync.aligned.m16n8k16.row.col") == "mma"
+    assert aot.mma_kind("%0 = tt.dot %a, %b", "fma.rn.f32 %f1, %f2, %f3, %f4;") == "fma"
+    assert aot.mma_kind("tt.load", "fma.rn.f32 %f1, %f2, %f3, %f4;") == "-"
+
+
+def test_gpu_tune_candidates_compile_without_spills(tmp_path):
+    """Every tile candidate the GPU sweep times (benchmarks/gpu_tune.py) is a valid sm_90 bf16 build."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = tmp_path / "candidates.json"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_TUNING_CANDIDATES), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=_env(str(tmp_path / "cache")),
+        timeout=600,
+    )
+    _check(out)
+    data = json.loads(path.read_text())
+    assert "default" in data and len(data) >= 2
+    for name, reports in data.items():
+        assert sorted(r["kernel"] for r in reports) == ["_fwd_kernel", "_grad_kernel"], name
+        for r in reports:
+            assert r["shared"] <= TARGET.max_shared, (name, r)
+            assert (r["spill_stores"], r["spill_loads"]) == (0, 0), (name, r)
+            assert r["mma"] == "wgmma", (name, r)
