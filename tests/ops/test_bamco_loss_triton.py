@@ -154,6 +154,33 @@ def test_split_kv_and_count_paths(tuning, mode, inline_counts):
     check_against_reference(features, y, prototypes, 0.1, mode, torch.float32, seed=5)
 
 
+@pytest.mark.parametrize(
+    ("batch", "views", "classes", "dim", "labels", "mode", "dtype"),
+    [
+        # The training objective at B=48: 3 view pairs, 7 key splits, two 256-wide D slices.
+        (48, 3, 285, 512, "random", "pairs", torch.float32),
+        # Above INLINE_COUNT_MAX_BATCH: the count kernel, 1200 anchors in 128-row blocks.
+        (600, 2, 100, 64, "absent", "views", torch.float32),
+        (48, 3, 285, 128, "singletons", "pairs", torch.float16),
+    ],
+)
+def test_gpu_launch_plan_matches_reference(monkeypatch, batch, views, classes, dim, labels, mode, dtype):
+    """The exact launches planned for a 132-SM card (GPU tiles, key splits, D slices, warps), run by the
+    interpreter: the same host path as on an H100, only the kernels are interpreted."""
+    monkeypatch.setattr(kernel, "PLAN_FOR_SMS", 132)
+    group = views if mode == "views" else 2
+    groups = 1 if mode == "views" else views * (views - 1) // 2
+    cfg = kernel.launch_config(torch.device("cpu"), dtype, batch, group, groups, classes, dim)
+    assert (cfg["block_m"], cfg["block_n"], cfg["block_m_grad"], cfg["block_n_grad"]) == (128, 64, 64, 32)
+    assert cfg["block_do"] == min(dim, 256) and cfg["num_warps"] == 8
+    assert cfg["inline_counts"] is (batch <= kernel.INLINE_COUNT_MAX_BATCH)
+    if batch == 48:  # small batch: the keys are split down to one 64-row tile per program
+        assert cfg["cols_per_split"] == 64
+        assert cfg["num_splits"] == -(-group * batch // 64) + -(-classes // 64)
+    features, y, prototypes = make_inputs(batch, views, classes, dim, labels, seed=batch + dim)
+    check_against_reference(features, y, prototypes, 0.07, mode, dtype, seed=batch)
+
+
 def test_tuned_restores_the_table_and_rejects_unknown_keys():
     before = dict(kernel.TUNING)
     with pytest.raises(RuntimeError, match="inside"), kernel.tuned(block_n=16, num_splits=2) as table:
