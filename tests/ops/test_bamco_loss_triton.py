@@ -1,8 +1,11 @@
 """Triton backend of the balanced contrastive loss against the float64 reference.
 
 Without a GPU the kernels run in the Triton interpreter (``TRITON_INTERPRET=1``, set by the test
-configuration before ``bamco_fast.kernels`` is imported) on small CPU shapes; bf16 is broken in the
-interpreter, so bf16 is only checked by the ``cuda`` tests.
+configuration before ``bamco_fast.kernels`` is imported) on small CPU shapes. fp16 and bf16 run there too:
+the interpreter's own ``tl.dot`` misreads bf16, so under it the kernels widen 16-bit dot operands to fp32
+(exact products, as on tensor cores; see ``_mma`` in the kernels); loads, stores, the rounding of the
+gradient tile to the input dtype and the 16-bit outputs are the GPU code path. The ``cuda`` tests check
+all three dtypes on a card, tensor cores included.
 """
 
 import itertools
@@ -125,6 +128,12 @@ def test_matches_reference_fp32(batch, views, classes, dim, labels, mode):
     check_against_reference(features, y, prototypes, 0.1, mode, torch.float32, seed=batch)
 
 
+@pytest.mark.parametrize(("batch", "views", "classes", "dim", "labels", "mode"), CASES)
+def test_matches_reference_bf16(batch, views, classes, dim, labels, mode):
+    features, y, prototypes = make_inputs(batch, views, classes, dim, labels, seed=batch + dim)
+    check_against_reference(features, y, prototypes, 0.07, mode, torch.bfloat16, seed=batch)
+
+
 @pytest.mark.parametrize(
     ("batch", "views", "classes", "dim", "labels", "mode"),
     [(7, 3, 5, 40, "random", "pairs"), (33, 2, 40, 16, "absent", "views")],
@@ -162,6 +171,7 @@ def test_split_kv_and_count_paths(tuning, mode, inline_counts):
         # Above INLINE_COUNT_MAX_BATCH: the count kernel, 1200 anchors in 128-row blocks.
         (600, 2, 100, 64, "absent", "views", torch.float32),
         (48, 3, 285, 128, "singletons", "pairs", torch.float16),
+        (48, 2, 1450, 64, "random", "views", torch.bfloat16),
     ],
 )
 def test_gpu_launch_plan_matches_reference(monkeypatch, batch, views, classes, dim, labels, mode, dtype):
