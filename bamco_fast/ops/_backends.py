@@ -176,6 +176,40 @@ def select(
     )
 
 
+_CHOSEN: dict[tuple, Backend] = {}
+
+
+def select_for_op(
+    op_name: str,
+    table: Callable[[bool], Sequence[Backend]],
+    requested: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Backend:
+    """:func:`select` for an op whose table depends only on ``explicit`` and the environment, memoised.
+
+    ``table(explicit)`` returns the op's backend table. The answer is kept per (op, requested backend,
+    ``BAMCO_FAST_BACKEND``, ``TRITON_INTERPRET``, device type, dtype): availability is fixed for the life
+    of the process, so repeated calls skip rebuilding every backend's reasons. Failures are not kept.
+    While ``torch.compile`` traces, the choice is made afresh (once per trace; the memo stays eager).
+    """
+    if torch.compiler.is_compiling():
+        return select(table(is_explicit(requested)), requested, device, dtype, op_name=op_name)
+    key = (
+        op_name,
+        requested,
+        os.environ.get(ENV_VAR),
+        os.environ.get("TRITON_INTERPRET"),
+        device.type,
+        dtype,
+    )
+    chosen = _CHOSEN.get(key)
+    if chosen is None:
+        chosen = select(table(is_explicit(requested)), requested, device, dtype, op_name=op_name)
+        _CHOSEN[key] = chosen
+    return chosen
+
+
 def format_reasons(reasons: dict[str, list[str]]) -> str:
     """One line per backend: ``name: ok`` or ``name: reason; reason``."""
     return "\n".join(f"  {name}: {'; '.join(r) if r else 'ok'}" for name, r in reasons.items())

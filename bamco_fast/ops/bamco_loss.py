@@ -22,6 +22,7 @@ GPU: tiles), so their extra memory is O((A + C) * D) plus that block.
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -160,7 +161,7 @@ def check_finite_result(loss: torch.Tensor, features: torch.Tensor, prototypes: 
     The inputs are inspected only when the (scalar) loss is non-finite, so the check costs one scalar
     read per call; it is skipped while ``torch.compile`` traces.
     """
-    if torch.compiler.is_compiling() or bool(torch.isfinite(loss.detach())):
+    if torch.compiler.is_compiling() or math.isfinite(loss.detach().item()):
         return
     for name, t in (("features", features), ("prototypes", prototypes)):
         bad = ~torch.isfinite(t.detach())
@@ -314,8 +315,7 @@ def backends(explicit: bool = False) -> tuple[_backends.Backend, ...]:
 
 def select_backend(features: torch.Tensor, backend: str | None) -> _backends.Backend:
     """The backend that runs these features (see :func:`bamco_fast.ops._backends.select`)."""
-    table = backends(explicit=_backends.is_explicit(backend))
-    return _backends.select(table, backend, features.device, features.dtype, op_name=OP_NAME)
+    return _backends.select_for_op(OP_NAME, backends, backend, features.device, features.dtype)
 
 
 def bamco_loss(

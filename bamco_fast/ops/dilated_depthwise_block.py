@@ -293,8 +293,7 @@ def backends(explicit: bool = False) -> tuple[_backends.Backend, ...]:
 
 def select_backend(x: torch.Tensor, backend: str | None) -> _backends.Backend:
     """The backend that runs this input (see :func:`bamco_fast.ops._backends.select`)."""
-    table = backends(explicit=_backends.is_explicit(backend))
-    return _backends.select(table, backend, x.device, x.dtype, op_name=OP_NAME)
+    return _backends.select_for_op(OP_NAME, backends, backend, x.device, x.dtype)
 
 
 def dilated_depthwise_block(

@@ -82,6 +82,33 @@ def test_cpu_tensors_reach_triton_only_when_named_under_interpreter(monkeypatch)
             bamco_loss.select_backend(features, "triton")
 
 
+def test_op_choice_is_memoised_and_follows_the_environment(monkeypatch):
+    """Repeated calls reuse the choice; a changed BAMCO_FAST_BACKEND or backend argument is seen at once."""
+    features = torch.zeros(2, 2, 4, dtype=torch.float64)
+    calls = []
+    real_select = _backends.select
+
+    def counting_select(*args, **kwargs):
+        calls.append(args[1])
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr(_backends, "_CHOSEN", {})
+    monkeypatch.setattr(_backends, "select", counting_select)
+    first = bamco_loss.select_backend(features, None)
+    assert bamco_loss.select_backend(features, None) is first and len(calls) == 1
+    assert bamco_loss.select_backend(features, "reference").name == "reference" and len(calls) == 2
+    monkeypatch.setenv(_backends.ENV_VAR, "reference")
+    assert bamco_loss.select_backend(features, None).name == "reference"
+    monkeypatch.delenv(_backends.ENV_VAR)
+    assert bamco_loss.select_backend(features, None) is first
+    assert bamco_loss.select_backend(features.float(), None).name == first.name  # new key: dtype
+    assert len(calls) == 4
+    with pytest.raises(BackendUnavailableError):  # failures are not remembered: raised every time
+        bamco_loss.select_backend(torch.zeros(2, 2, 4, dtype=torch.float64), "triton")
+    with pytest.raises(BackendUnavailableError):
+        bamco_loss.select_backend(torch.zeros(2, 2, 4, dtype=torch.float64), "triton")
+
+
 def test_real_table_lists_all_three_backends():
     assert [b.name for b in bamco_loss.backends()] == ["triton", "cpp", "reference"]
 
