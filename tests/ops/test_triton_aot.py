@@ -19,6 +19,8 @@ import textwrap
 
 import pytest
 
+pytest.importorskip("triton", reason="compiling Triton kernels needs triton")
+
 from bamco_fast.kernels import aot
 
 TARGET = aot.TARGETS["sm_90"]
