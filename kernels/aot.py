@@ -11,8 +11,9 @@ specialisation and reads what the compiler produced:
 * ``mma``: the matrix instruction ``tl.dot`` became (``wgmma`` on sm_90, ``mma`` on sm_80, ``fma`` for
   full-precision fp32 dots, ``-`` without a dot).
 
-It proves the kernels compile for the card with these launch parameters (bf16 included, which the
-interpreter cannot run) and shows their register and shared-memory budget; it measures no time.
+It proves the kernels compile for the card with these launch parameters, through the real compiler and
+its tensor-core lowering (which the interpreter never exercises), and shows their register and
+shared-memory budget; it measures no time.
 
 Run it in a process without ``TRITON_INTERPRET`` (the interpreter replaces the jitted functions):
 
@@ -34,6 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+
+from bamco_fast.ops._backends import triton_interpreted
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,10 +93,6 @@ class KernelReport:
     spill_loads: int
     mma: str
     compile_s: float
-
-
-def _interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 @contextlib.contextmanager
@@ -299,7 +298,7 @@ CASES: dict[str, tuple[Callable[[torch.dtype], None], tuple[str, ...]]] = {
 CASE_NOTES = {
     "loss-b48": "bamco_multimodal_loss, 3 modalities (view pairs), B=48, C=1450, D=512, with gradient",
     "loss-b32768": "bamco_loss, V=2, B=32768, C=1450, D=512, with gradient",
-    "encoder-b1": "every dilated depthwise block of the default encoder, forward and backward",
+    "encoder-b1": "every dilated depthwise block shape of the default encoder at B=1, forward and backward",
 }
 
 
@@ -322,7 +321,11 @@ def format_table(reports: Sequence[KernelReport], target: Target) -> str:
     )
     cols = "| case | dtype | kernel | first input | warps | stages | registers | spill st/ld B | shared KiB | mma |"
     rule = "|---|---|---|---|---:|---:|---:|---:|---:|---|"
-    lines = [head, "", cols, rule]
+    lines = [head, ""]
+    lines += [
+        f"{case}: {CASE_NOTES[case]}" for case in dict.fromkeys(r.case for r in reports) if case in CASE_NOTES
+    ]
+    lines += ["", cols, rule]
     for r in reports:
         lines.append(
             f"| {r.case} | {r.dtype} | {r.kernel} | {'x'.join(map(str, r.shape))} | {r.num_warps} | "
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=sorted(DTYPES))
     parser.add_argument("--json", metavar="FILE", help="also write the reports as JSON")
     args = parser.parse_args(argv)
-    if _interpreted():
+    if triton_interpreted():
         print(
             "error: TRITON_INTERPRET is set; the interpreter replaces the jitted kernels. "
             "Run with TRITON_INTERPRET unset (or 0).",

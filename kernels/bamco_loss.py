@@ -49,7 +49,7 @@ by timing. ``python -m bamco_fast.kernels.aot`` compiles these launches for sm_9
 and prints registers, spills, shared memory and the dot instruction of each kernel (sm_90, Triton 3.8:
 no spills in the forward and gradient kernels in any dtype; wgmma for 16-bit inputs). The key splits
 target two programs per SM. Under the interpreter (CPU tensors) the tiles are 32 x 32 and there is one
-split.
+split, unless ``PLAN_FOR_SMS`` asks for the launches of a card (tests run that plan in the interpreter).
 
 Precision: fp32, fp16 and bf16 inputs; similarities, softmax statistics and gradient accumulators are
 fp32. For fp32 inputs ``tl.dot`` runs with ``input_precision="ieee"`` (full fp32, matching the fp32
@@ -59,7 +59,9 @@ gradient tile ``p - [pos]/(k n)`` (magnitude <= 1, the coefficient coef/T is app
 accumulator afterwards) is rounded to the input dtype before the second product, as in FlashAttention.
 Measured under the interpreter over the test shapes in bf16, that rounding and the bf16 gradient outputs
 give errors of at most ~1% of the largest gradient entry (about half of each from the two roundings).
-Under ``TRITON_INTERPRET=1`` the dots widen their operands to fp32 first (``_mma``). The log-sum-exp uses an online maximum, never a fixed shift, so any T > 0 is stable.
+Under ``TRITON_INTERPRET=1`` the dots widen their operands to fp32 first (``_mma``), so the interpreter
+runs fp16 and bf16 with the tensor-core products but cannot emulate TF32. The log-sum-exp uses an online
+maximum, never a fixed shift, so any T > 0 is stable.
 """
 
 import contextlib
