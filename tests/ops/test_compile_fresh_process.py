@@ -46,7 +46,7 @@ import torch
 from bamco_fast import functional
 gen = torch.Generator().manual_seed(0)
 c, e = 2, 4
-x = torch.randn(1, c, 4, 5, 6, generator=gen)
+x = torch.randn(1, c, 4, 5, 6, generator=gen).to(DEVICE)
 params = [
     torch.randn(3, c, 3, 3, 3, generator=gen) * 0.3,
     1 + 0.1 * torch.randn(3, c, generator=gen),
@@ -55,6 +55,7 @@ params = [
     torch.randn(c, e, generator=gen) * 0.3,
     torch.full((6,), 0.25),
 ]
+params = [t.to(DEVICE) for t in params]
 def step(x, *params):
     return functional.dilated_depthwise_block(x * 1.0, *params, backend=BACKEND).square().mean()
 compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
@@ -97,3 +98,11 @@ def test_loss_triton_first_call_compiles():
 @pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
 def test_dilated_depthwise_block_cpp_first_call_compiles():
     _run(_BLOCK, "cpp", interpret=False)
+
+
+def test_dilated_depthwise_block_triton_first_call_compiles():
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        _run(_BLOCK, "triton", interpret=False, device="cuda")
+    else:
+        _run(_BLOCK, "triton", interpret=True)

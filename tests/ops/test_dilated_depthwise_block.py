@@ -199,6 +199,22 @@ def test_cpp_opcheck():
     )
 
 
+@_TRITON
+def test_triton_opcheck():
+    """``torch.library.opcheck`` of the Triton forward and backward ops (interpreter: CPU tensors)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    forward = op.triton_op()
+    inputs = [t.float().to(device) for t in make_inputs(2, 2, 4, 3, 4, 5)]
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    if device == "cuda":
+        utils = (*utils, "test_aot_dispatch_dynamic")
+    torch.library.opcheck(forward, (*inputs, 1e-5), test_utils=utils)
+    torch.library.opcheck(forward, (*[t.clone().requires_grad_() for t in inputs], 1e-5), test_utils=utils)
+    upstream = torch.randn(inputs[0].shape, generator=torch.Generator().manual_seed(4)).to(device)
+    backward = torch.ops.bamco_fast.dilated_depthwise_block_triton_backward.default
+    torch.library.opcheck(backward, (upstream, *inputs, 1e-5), test_utils=utils)
+
+
 @_CPP
 def test_cpp_result_does_not_depend_on_thread_count():
     inputs = make_inputs(2, 4, 8, 4, 5, 6, dtype=torch.float32)
