@@ -87,22 +87,16 @@ def test_loss_cpu_first_call_compiles(backend):
     _run(_LOSS, backend, interpret=False)
 
 
-def test_loss_triton_first_call_compiles():
+@pytest.mark.parametrize("script", [_LOSS, _BLOCK], ids=["loss", "dilated_depthwise_block"])
+def test_triton_first_call_compiles(script):
+    """On a GPU the real kernels; without one the interpreter (the op is opaque to the compiler there)."""
     pytest.importorskip("triton")
     if torch.cuda.is_available():
-        _run(_LOSS, "triton", interpret=False, device="cuda")
+        _run(script, "triton", interpret=False, device="cuda")
     else:
-        _run(_LOSS, "triton", interpret=True)
+        _run(script, "triton", interpret=True)
 
 
 @pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
 def test_dilated_depthwise_block_cpp_first_call_compiles():
     _run(_BLOCK, "cpp", interpret=False)
-
-
-def test_dilated_depthwise_block_triton_first_call_compiles():
-    pytest.importorskip("triton")
-    if torch.cuda.is_available():
-        _run(_BLOCK, "triton", interpret=False, device="cuda")
-    else:
-        _run(_BLOCK, "triton", interpret=True)
