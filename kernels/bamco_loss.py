@@ -66,13 +66,14 @@ maximum, never a fixed shift, so any T > 0 is stable.
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 
 import torch
 import triton
 import triton.language as tl
 from torch._subclasses.fake_tensor import is_fake
+
+from bamco_fast.ops._backends import triton_interpreted
 
 OP = "bamco_fast::bamco_loss_triton"
 
@@ -180,7 +181,7 @@ def _counts_of(
 # TRITON_INTERPRET=1 the 16-bit operands are widened to fp32 first. A product of two bf16 or fp16 values is
 # exact in fp32, so this is the tensor-core result (fp32 accumulation) up to the order of the sums. On a GPU
 # the flag is False and the branch is compiled away.
-_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_INTERPRETED = triton_interpreted()
 _WIDEN_DOT = tl.constexpr(_INTERPRETED)
 
 

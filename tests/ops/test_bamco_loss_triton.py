@@ -9,7 +9,6 @@ all three dtypes on a card, tensor cores included.
 """
 
 import itertools
-import os
 
 import pytest
 import torch
@@ -19,10 +18,11 @@ triton = pytest.importorskip("triton")
 
 from bamco_fast import functional  # noqa: E402
 from bamco_fast.ops import bamco_loss as op_module  # noqa: E402
+from bamco_fast.ops._backends import triton_interpreted  # noqa: E402
 from bamco_fast.ops.bamco_loss import bamco_loss_reference  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+INTERPRETED = triton_interpreted()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 
 pytestmark = pytest.mark.skipif(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bamco_fast import functional
 from bamco_fast.ops import dilated_depthwise_block as op
-from bamco_fast.ops._backends import BackendUnavailableError
+from bamco_fast.ops._backends import BackendUnavailableError, triton_interpreted
 
 _HAS_CPP = op.backends()[1].availability() is None
 _HAS_TRITON = op.backends()[0].availability() is None
@@ -160,7 +158,7 @@ def test_higher_order_gradients(backend):
         pytest.skip("bamco_fast._C not built")
     if backend == "triton":
         pytest.importorskip("triton")
-        if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        if not torch.cuda.is_available() and not triton_interpreted():
             pytest.skip("needs a CUDA device or TRITON_INTERPRET=1")
     device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
     dtype = torch.float64 if backend != "triton" else torch.float32
