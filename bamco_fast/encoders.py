@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import functional
+from .losses import check_backend_name
 
 NUM_STAGES = 5
 HEAD_HIDDEN = 768
@@ -68,7 +69,8 @@ class DilatedDepthwiseBlock(nn.Module):
 
     def __init__(self, channels: int, expansion: int, eps: float = 1e-5, backend: str | None = None):
         super().__init__()
-        self.eps, self.backend = eps, backend
+        self.eps = eps
+        self.backend = check_backend_name("DilatedDepthwiseBlock", backend, "dilated_depthwise_block")
         self.dw_weight = nn.Parameter(torch.empty(3, channels, 3, 3, 3))
         self.norm_weight = nn.Parameter(torch.ones(3, channels))
         self.norm_bias = nn.Parameter(torch.zeros(3, channels))
@@ -131,12 +133,16 @@ class IntraClassEncoder(nn.Module):
         feature_size: f, channels after the stem (12); stage s has f 2^s channels.
         out_dim: output dimension (512).
         num_images: K, images per stack (36); the depth of the volume.
-        image_size: H = W of every image (84). K, H and W must each be >= 32 (five halvings).
+        image_size: H = W of every image (84). K and H must each be ints >= 32 (five halvings), and the
+            volume left after them, ``floor(K/32) x floor(H/32) x floor(H/32)`` voxels, must hold at least
+            2 (its instance norm needs 2): 36 x 84 x 84 leaves 1 x 2 x 2; K = 64 with H = 32, or K = 32
+            with H = 64, is the smallest; K = H = 32 (1 voxel) is refused.
         layout: ``"channels"``: the volume is ``images.permute(0, 2, 1, 3, 4)`` (channel c, depth = image);
             ``"official"``: the published code's memory reinterpretation of the (K, 3, H, W) stack as
             (3, K, H, W) (channel g holds images gK/3 .. (g+1)K/3 - 1 with their colour planes interleaved
             along depth) — use it with weights trained by the published code.
-        backend: backend of the dilated depthwise blocks (``None`` = automatic).
+        backend: backend of the dilated depthwise blocks: ``None``/``"auto"`` or a name from the op's
+            backend table (``triton``, ``cpp``, ``reference``); checked here, not at the first forward.
 
     Shape:
         images (B, K, in_channels, H, W) float -> (B, out_dim), L2-normalised rows when ``normalize``.
@@ -159,26 +165,31 @@ class IntraClassEncoder(nn.Module):
             ("in_channels", in_channels),
             ("feature_size", feature_size),
             ("out_dim", out_dim),
+            ("num_images", num_images),
+            ("image_size", image_size),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"IntraClassEncoder: {name} must be a positive int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"IntraClassEncoder: {name} must be a positive int, got {value!r} ({type(value).__name__})"
+                )
+        check_backend_name("IntraClassEncoder", backend, "dilated_depthwise_block")
         spatial = (num_images, image_size, image_size)
         if min(spatial) < 2**NUM_STAGES:
             raise ValueError(
                 f"IntraClassEncoder: num_images and image_size must be >= {2**NUM_STAGES} for {NUM_STAGES} "
                 f"stride-2 downsamplings, got num_images={num_images}, image_size={image_size}"
             )
-        self.in_channels, self.num_images, self.image_size = in_channels, num_images, image_size
-        self.layout = layout
-        self.stem = ConvNormPReLU(in_channels, feature_size, kernel=1)
-        self.stages = nn.ModuleList(EncoderStage(feature_size * 2**s, backend) for s in range(NUM_STAGES))
         final = [n >> NUM_STAGES for n in spatial]
         if math.prod(final) < 2:
             raise ValueError(
                 f"IntraClassEncoder: the final {NUM_STAGES}-fold downsampled volume must hold >= 2 voxels for its "
                 f"instance norm, got {'x'.join(map(str, final))} from num_images={num_images}, "
-                f"image_size={image_size}"
+                f"image_size={image_size} (e.g. num_images=64 with image_size=32 gives 2x1x1)"
             )
+        self.in_channels, self.num_images, self.image_size = in_channels, num_images, image_size
+        self.layout = layout
+        self.stem = ConvNormPReLU(in_channels, feature_size, kernel=1)
+        self.stages = nn.ModuleList(EncoderStage(feature_size * 2**s, backend) for s in range(NUM_STAGES))
         flat = feature_size * 2**NUM_STAGES * math.prod(final)
         self.head = nn.Sequential(
             nn.Linear(flat, HEAD_HIDDEN),
@@ -189,6 +200,7 @@ class IntraClassEncoder(nn.Module):
 
     def set_backend(self, backend: str | None) -> IntraClassEncoder:
         """Route every dilated depthwise block to ``backend`` (``None`` = automatic); returns self."""
+        check_backend_name("IntraClassEncoder.set_backend", backend, "dilated_depthwise_block")
         for module in self.modules():
             if isinstance(module, DilatedDepthwiseBlock):
                 module.backend = backend

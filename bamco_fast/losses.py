@@ -10,6 +10,24 @@ from torch import nn
 
 from . import functional
 
+AUTO_BACKEND_NAMES: tuple[str | None, ...] = (None, "auto")
+
+
+def check_backend_name(owner: str, backend: object, op_name: str) -> str | None:
+    """Return ``backend`` if it names a backend of op ``op_name`` (or automatic choice), else raise.
+
+    The valid names are those of the op's backend table (:data:`bamco_fast.ops.OPS`) plus ``None`` and
+    ``"auto"``; checked when a module is built, so a typo fails at construction, not at the first forward.
+    Whether the named backend can run given inputs (device, dtype, build) is still decided per call.
+    """
+    from .ops import OPS
+
+    table = OPS[op_name]
+    names = [b.name for b in (table() if callable(table) else table)]
+    if backend not in AUTO_BACKEND_NAMES and backend not in names:
+        raise ValueError(f"{owner}: backend must be None, 'auto' or one of {names}, got {backend!r}")
+    return backend  # type: ignore[return-value]
+
 
 class BaMCoLoss(nn.Module):
     """Balanced multi-view contrastive loss (module form of :func:`bamco_fast.functional.bamco_loss`).
@@ -30,7 +48,7 @@ class BaMCoLoss(nn.Module):
         if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
             raise ValueError(f"BaMCoLoss: temperature must be a finite number > 0, got {temperature!r}")
         self.temperature = float(temperature)
-        self.backend = backend
+        self.backend = check_backend_name("BaMCoLoss", backend, "bamco_loss")
         self.gather_distributed = gather_distributed
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -81,7 +99,16 @@ class LogitAdjustedCrossEntropy(nn.Module):
         self.tau = float(tau)
         self.register_buffer("log_prior", torch.log(counts / counts.sum()).float())
 
+    @property
+    def num_classes(self) -> int:
+        return self.log_prior.numel()
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"LogitAdjustedCrossEntropy: logits must be (B, C) with C = len(class_counts) = "
+                f"{self.num_classes}, got shape {tuple(logits.shape)}"
+            )
         return functional.logit_adjusted_cross_entropy(logits, labels, self.log_prior, self.tau)
 
     def extra_repr(self) -> str:
@@ -91,8 +118,10 @@ class LogitAdjustedCrossEntropy(nn.Module):
 class NormedLinear(nn.Module):
     """Cosine classifier: ``scale * normalize(x) @ normalize_columns(W)``.
 
-    The weight is stored as (in_features, out_features), initialised uniform in [-1, 1] with unit-norm
-    columns; its columns double as class vectors (BaMCo maps them to the prototypes).
+    ``logits[..., c] = scale * <x / |x|, W[:, c] / |W[:, c]|>``: each input vector (the last dimension)
+    and each weight column are L2-normalised, so every logit lies in [-scale, scale]. The weight is
+    stored as (in_features, out_features), initialised uniform in [-1, 1] with unit-norm columns; its
+    columns double as class vectors (BaMCo maps them to the prototypes).
 
     Args:
         in_features: input size.
@@ -100,7 +129,8 @@ class NormedLinear(nn.Module):
         scale: logit scale (default 30).
 
     Shape:
-        (B, in_features) -> (B, out_features).
+        (..., in_features) -> (..., out_features): any number of leading dimensions, e.g. (B, D) or
+        (B, T, D); the normalisation is always over the last dimension.
     """
 
     def __init__(self, in_features: int, out_features: int, scale: float = 30.0):
@@ -114,7 +144,13 @@ class NormedLinear(nn.Module):
         self.weight = nn.Parameter(weight / weight.norm(dim=0, keepdim=True).clamp_min(1e-12))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * (nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=0))
+        in_features = self.weight.shape[0]
+        if x.dim() < 1 or x.shape[-1] != in_features:
+            raise ValueError(
+                f"NormedLinear: input must have shape (..., in_features) = (..., {in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.scale * (nn.functional.normalize(x, dim=-1) @ nn.functional.normalize(self.weight, dim=0))
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[0]}, out_features={self.weight.shape[1]}, scale={self.scale}"
@@ -135,7 +171,8 @@ class BaMCoObjective(nn.Module):
 
     Shape:
         cls_logits (B, C); modalities: sequence of (B, D); labels (B,); prototypes (C, D) ->
-        dict with scalar ``ce_loss``, ``contrastive_loss`` and ``loss``.
+        dict with scalar ``ce_loss``, ``contrastive_loss`` and ``loss``. ``C`` is fixed by
+        ``class_counts``: logits and prototypes with another class count are refused.
     """
 
     def __init__(
@@ -161,6 +198,17 @@ class BaMCoObjective(nn.Module):
         labels: torch.Tensor,
         prototypes: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        num_classes = self.ce.num_classes
+        if cls_logits.dim() != 2 or cls_logits.shape[1] != num_classes:
+            raise ValueError(
+                f"BaMCoObjective: cls_logits must be (B, C) with C = len(class_counts) = {num_classes}, "
+                f"got shape {tuple(cls_logits.shape)}"
+            )
+        if prototypes.dim() != 2 or prototypes.shape[0] != num_classes:
+            raise ValueError(
+                f"BaMCoObjective: prototypes must be (C, D) with C = len(class_counts) = {num_classes}, "
+                f"got shape {tuple(prototypes.shape)}"
+            )
         ce = self.ce(cls_logits, labels)
         con = functional.bamco_multimodal_loss(
             modalities,

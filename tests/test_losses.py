@@ -72,3 +72,53 @@ def test_objective_combines_terms():
     torch.testing.assert_close(out["loss"], 0.3 * ce + 0.7 * con, rtol=1e-5, atol=1e-6)
     out["loss"].backward()
     assert all(m.grad is not None and torch.isfinite(m.grad).all() for m in (*mods, protos, logits))
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 3, 10), (2, 1, 3, 10)])
+def test_normed_linear_any_leading_dims(shape):
+    """Rows are normalised over the last dimension whatever the leading dims: (B, T, D) as T rows of (B, D)."""
+    torch.set_num_threads(1)
+    in_features = shape[-1] if len(shape) > 1 else 7
+    layer = bamco_fast.NormedLinear(in_features, 4, scale=30)
+    x = 5 * torch.randn(shape)
+    out = layer(x)
+    assert out.shape == (*shape[:-1], 4)
+    flat = layer(x.reshape(-1, in_features)).reshape(*shape[:-1], 4)
+    torch.testing.assert_close(out, flat)
+    assert out.abs().max() <= 30 + 1e-4
+    with pytest.raises(
+        ValueError, match=r"input must have shape \(\.\.\., in_features\) = \(\.\.\., 7\), got \(2, 3\)"
+    ):
+        bamco_fast.NormedLinear(7, 4)(torch.randn(2, 3))
+
+
+def test_objective_refuses_mismatched_class_counts():
+    objective = bamco_fast.BaMCoObjective([4, 3, 2], backend="reference")
+    labels = torch.tensor([0, 1, 2, 0])
+    mods = [F.normalize(torch.randn(4, 8), dim=-1) for _ in range(2)]
+    good_logits, good_protos = torch.randn(4, 3), F.normalize(torch.randn(3, 8), dim=-1)
+    objective(good_logits, mods, labels, good_protos)
+    with pytest.raises(
+        ValueError, match=r"prototypes must be \(C, D\) with C = len\(class_counts\) = 3, got shape \(4, 8\)"
+    ):
+        objective(good_logits, mods, labels, F.normalize(torch.randn(4, 8), dim=-1))
+    with pytest.raises(
+        ValueError, match=r"cls_logits must be \(B, C\) with C = len\(class_counts\) = 3, got shape \(4, 5\)"
+    ):
+        objective(torch.randn(4, 5), mods, labels, good_protos)
+    with pytest.raises(
+        ValueError, match=r"LogitAdjustedCrossEntropy: logits must be \(B, C\) with C = .* = 3"
+    ):
+        bamco_fast.LogitAdjustedCrossEntropy([4, 3, 2])(torch.randn(4, 2), labels % 2)
+
+
+@pytest.mark.parametrize("make", [bamco_fast.BaMCoLoss, bamco_fast.BaMCoObjective])
+def test_loss_modules_check_backend_name_at_construction(make):
+    args = () if make is bamco_fast.BaMCoLoss else ([2, 1],)
+    for name in (None, "auto", "reference", "cpp", "triton"):
+        make(*args, backend=name)
+    with pytest.raises(
+        ValueError,
+        match=r"BaMCoLoss: backend must be None, 'auto' or one of \['triton', 'cpp', 'reference'\], got 'cuda'",
+    ):
+        make(*args, backend="cuda")

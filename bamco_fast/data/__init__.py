@@ -1,7 +1,8 @@
 """Medical VQA datasets (Slake 1.0, VQA-RAD, PathVQA) read into one record type with honest splits.
 
 Entry points: :func:`load_split` and :class:`VQARecord`; ``python -m bamco_fast.data check-splits``.
-Only the standard library is needed, except ``pyarrow`` for Hugging Face parquet files.
+The modules here use the standard library only (plus ``pyarrow`` for Hugging Face parquet files), but
+importing this package first imports :mod:`bamco_fast`, which imports torch.
 """
 
 from .errors import DataError, DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog

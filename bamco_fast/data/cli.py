@@ -20,7 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .errors import DataError, MissingSplitError, SkipLog
-from .loading import DATASETS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, LAYOUTS, load_split
+from .jsonio import atomic_write_json, check_output_path
+from .loading import DATASETS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, LANGUAGES, LAYOUTS, load_split
 from .splits import overlap_report
 
 __all__ = ["main"]
@@ -42,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--image-dir", type=Path, default=None, help="image folder if not found next to the files"
     )
-    check.add_argument("--lang", default="en", help="question language (Slake); 'all' keeps every language")
+    check.add_argument(
+        "--lang",
+        default="en",
+        help="question language (Slake: en or zh; the other datasets are English only); 'all' keeps every "
+        "language",
+    )
     check.add_argument(
         "--splits",
         nargs="+",
@@ -68,6 +74,12 @@ def _check_splits(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--layout for {args.dataset} must be one of {list(LAYOUTS[args.dataset])}, got {args.layout!r}"
         )
+    if args.lang != "all" and args.lang not in LANGUAGES[args.dataset]:
+        raise ValueError(
+            f"--lang for {args.dataset} must be one of {[*LANGUAGES[args.dataset], 'all']}, got {args.lang!r}"
+        )
+    if args.json is not None:
+        check_output_path(args.json, "--json")
     skip_log = SkipLog() if args.skip_missing else None
     lang = None if args.lang == "all" else args.lang
     splits = {}
@@ -88,6 +100,12 @@ def _check_splits(args: argparse.Namespace) -> int:
             raise MissingSplitError(
                 f"{exc} (check only the splits you have with --splits, e.g. --splits train validate)"
             ) from exc
+        if not splits[expr]:
+            raise ValueError(
+                f"split {expr!r} of {args.dataset} at {args.root} has no QA pair to check "
+                f"(--lang {args.lang}{', --skip-missing' if args.skip_missing else ''}); "
+                "an empty split cannot show leakage"
+            )
         images = len({r.image_name for r in splits[expr]})
         print(f"{expr}: {len(splits[expr])} QA, {images} images")
     reports = [overlap_report(a, splits[a], b, splits[b]) for a, b in itertools.combinations(args.splits, 2)]
@@ -96,8 +114,6 @@ def _check_splits(args: argparse.Namespace) -> int:
     if skip_log is not None:
         print(skip_log.summary())
     if args.json is not None:
-        from .jsonio import atomic_write_json
-
         atomic_write_json(args.json, [asdict(r) | {"leaks": r.leaks} for r in reports])
     leaking = [f"{r.a} -> {r.b}" for r in reports if r.leaks]
     if leaking:
@@ -111,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _check_splits(args)
-    except (DataError, ValueError, ImportError) as exc:
+    except (DataError, ValueError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

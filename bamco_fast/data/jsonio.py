@@ -4,7 +4,11 @@
 * :func:`iter_jsonl` yields ``(line_number, object)`` for each non-blank line of a JSON Lines file.
 * :func:`atomic_write_text` / :func:`atomic_write_json` write to a temporary file in the target's
   folder and rename it over the target, so an interrupted or failed run never leaves a partial
-  output file.
+  output file. The file gets the mode a plain ``open(path, "w")`` would give it: the target's current
+  mode when it exists, else ``0o666`` minus the umask (never the ``0o600`` of :func:`tempfile.mkstemp`).
+* :func:`make_staging_dir` makes a fresh folder (``0o777`` minus the umask) to fill and rename into
+  place.
+* :func:`check_output_path` checks, before any long work, that an output file can be written.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,12 @@ from typing import Any
 from .errors import DataFormatError, MissingFileError
 
 __all__ = [
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output_path",
     "iter_jsonl",
+    "make_staging_dir",
     "read_json",
     "require_file",
     "require_keys",
@@ -87,22 +95,116 @@ def require_keys(
     return item
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+def _temp_name(folder: Path, name: str) -> Path:
+    return folder / f".{name}.{secrets.token_hex(6)}.tmp"
+
+
+def _create_temp_file(folder: Path, name: str) -> tuple[int, Path]:
+    """Open a new, unique temporary file in ``folder`` with mode ``0o666`` minus the umask."""
+    for _ in range(100):
+        candidate = _temp_name(folder, name)
+        try:
+            return os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a unique temporary file for {name!r} in {folder}")
+
+
+def make_staging_dir(parent: Path, name: str) -> Path:
+    """Create an empty folder ``parent/.name.<random>.tmp`` (mode ``0o777`` minus the umask).
+
+    Fill it, then ``os.replace`` it onto ``parent/name``: unlike :func:`tempfile.mkdtemp` (mode
+    ``0o700``) the renamed folder has the mode a plain ``mkdir`` gives.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        candidate = _temp_name(parent, name)
+        try:
+            candidate.mkdir(mode=0o777)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a unique staging folder for {name!r} in {parent}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and an atomic rename.
+
+    The result keeps the mode of an existing ``path``; a new file gets ``0o666`` minus the umask.
+    An interrupted or failed write (also ``KeyboardInterrupt``) removes the temporary file and
+    leaves any previous ``path`` untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        keep_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        keep_mode = None
+    fd, tmp = _create_temp_file(path.parent, path.name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if keep_mode is not None:
+                os.fchmod(handle.fileno(), keep_mode)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
-        # Also on KeyboardInterrupt: remove the temporary file, leave any previous output untouched.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; file modes as :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_path(path: Path, what: str) -> Path:
+    """Check that the file ``path`` can be written (by the atomic writers), before the work that makes it.
+
+    Fails when ``path`` is a folder, when a component of its parent is a regular file, or when the
+    folder it would go into (or its nearest existing ancestor, folders being created on write) does
+    not accept a new file; a probe file is created and removed to find out. Missing parent folders
+    are not created here.
+
+    Args:
+        path: the output file.
+        what: how the user names it in messages, e.g. ``"--out"``.
+
+    Raises:
+        ValueError: with ``what``, what was expected and what was found.
+    """
+    path = Path(path)
+    try:
+        return _check_output_path(path, what)
+    except OSError as exc:  # e.g. a folder on the way that may not be listed
+        raise ValueError(f"{what}: cannot use {str(path)!r} as an output file: {exc}") from None
+
+
+def _check_output_path(path: Path, what: str) -> Path:
+    if path.is_dir():
+        raise ValueError(f"{what} must be a file path, got {str(path)!r}, which is a folder")
+    folder = path.parent
+    while not folder.exists():
+        if folder.is_symlink():
+            raise ValueError(f"{what}: {str(folder)!r} is a broken symbolic link (output {str(path)!r})")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(
+            f"{what} must be a file in a folder, got {str(path)!r}: {str(folder)!r} is not a folder"
+        )
+    try:
+        fd, probe = _create_temp_file(folder, path.name)
+    except OSError as exc:
+        raise ValueError(
+            f"{what}: cannot create files in {str(folder)!r} (output {str(path)!r}): {exc.strerror or exc}"
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(probe)
+    return path
 
 
 def atomic_write_json(path: Path, value: Any, *, indent: int | None = 1) -> None:

@@ -21,7 +21,7 @@ from .slake import read_slake, slake_has_split
 from .splits import carve_validation, parse_split_expr
 from .vqa_rad import detect_vqa_rad_layout, read_vqa_rad
 
-__all__ = ["DATASETS", "LAYOUTS", "has_native_validation", "load_split"]
+__all__ = ["DATASETS", "LANGUAGES", "LAYOUTS", "has_native_validation", "load_split"]
 
 DATASETS: tuple[str, ...] = ("slake", "vqa-rad", "pathvqa")
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -33,11 +33,23 @@ DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_SEED = 0
 
 
+#: question languages of each dataset (``lang=None`` keeps them all)
+LANGUAGES: dict[str, tuple[str, ...]] = {"slake": ("en", "zh"), "vqa-rad": ("en",), "pathvqa": ("en",)}
+
+
 def _check_dataset(dataset: str, layout: str) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {list(DATASETS)}, got {dataset!r}")
     if layout not in LAYOUTS[dataset]:
         raise ValueError(f"layout for {dataset} must be one of {list(LAYOUTS[dataset])}, got {layout!r}")
+
+
+def _check_lang(dataset: str, lang: str | None) -> None:
+    if lang is not None and lang not in LANGUAGES[dataset]:
+        raise ValueError(
+            f"lang for {dataset} must be one of {list(LANGUAGES[dataset])} or None (every language), "
+            f"got {lang!r}"
+        )
 
 
 def has_native_validation(dataset: str, root: Path, layout: str = "auto") -> bool:
@@ -105,8 +117,12 @@ def load_split(
     check_images: bool = True,
     skip_log: SkipLog | None = None,
 ) -> list[VQARecord]:
-    """Read ``split`` of ``dataset`` from ``root`` (see the module docstring)."""
+    """Read ``split`` of ``dataset`` from ``root`` (see the module docstring).
+
+    ``lang`` must be one of the dataset's question languages (:data:`LANGUAGES`) or None.
+    """
     _check_dataset(dataset, layout)
+    _check_lang(dataset, lang)
     root = Path(root)
     records: list[VQARecord] = []
     for name, part in parse_split_expr(split):

@@ -11,16 +11,22 @@ Two layouts are supported:
     root/test.json | test.jsonl
     root/images/...            image paths in the files are relative to root/images (or to root)
 
-  Each object holds ``question``, ``answer`` and the image under one of ``image``, ``image_name``,
-  ``img_name`` or ``image_path``; optional ``answer_type`` (OPEN/CLOSED) and ``qid``/``id``.
-  Without ``answer_type`` it is derived: CLOSED iff the answer is yes/no (PathVQA's own definition).
+  Each object holds ``question``, ``answer`` (strings) and the image under one of ``image``,
+  ``image_name``, ``img_name`` or ``image_path``; optional ``answer_type`` (OPEN/CLOSED),
+  ``question_type`` (kept in ``extra``) and ``qid``/``id``. Without ``answer_type`` it is derived:
+  CLOSED iff the answer is yes/no (PathVQA's own definition).
+
+  Image paths may be written Windows-style: the common JSON dump of the Hugging Face release stores
+  ``images\\train\\pathvqa_00003.jpg`` (relative to ``root``). Backslashes are read as folder separators,
+  so ``image_name`` is ``images/train/pathvqa_00003.jpg``; each name is looked up under ``root/images``
+  first, then under ``root`` (or only under ``image_dir`` when one is given).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file
+from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file, wrong_text_fields
 from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .hf_parquet import has_parquet_layout, read_hf_parquet
 from .jsonio import iter_jsonl, read_json
@@ -81,7 +87,7 @@ def read_pathvqa(
     """Read one PathVQA split (``train``, ``validate`` or ``test``).
 
     For ``hf-parquet``, ``image_dir`` is where images are extracted (default ``root/images``); for
-    ``json`` it is where they are read from (default ``root/images`` if it exists, else ``root``).
+    ``json`` it is where they are read from (default: ``root/images``, then ``root``).
     """
     root = Path(root)
     if split not in _STEMS:
@@ -97,8 +103,8 @@ def read_pathvqa(
         raise MissingSplitError(
             f"PathVQA split {split!r} not found (expected {_STEMS[split][0]}.json or .jsonl)", path=root
         )
-    folder = Path(image_dir) if image_dir else (root / "images" if (root / "images").is_dir() else root)
-    images = ImageChecker(folder, check=check_images)
+    folders = (Path(image_dir),) if image_dir else (root / "images", root)
+    images = ImageChecker(folders, check=check_images)
     records: list[VQARecord] = []
     for index, (where, item) in enumerate(_load_items(path)):
         key = next((k for k in _IMAGE_KEYS if isinstance(item, dict) and k in item), None)
@@ -112,8 +118,18 @@ def read_pathvqa(
                 skip_log,
             )
             continue
-        answer = str(item["answer"]).strip()
+        wrong = wrong_text_fields(item, ("question", "answer", key))
+        if wrong:
+            handle_problem(
+                DataFormatError(f"{where}: expected string fields, got {wrong}", path=path),
+                "malformed entry",
+                skip_log,
+            )
+            continue
+        answer = item["answer"].strip()
         extra: dict[str, object] = {}
+        if "question_type" in item:
+            extra["question_type"] = item["question_type"]
         if "answer_type" in item:
             answer_type = normalize_answer_type(item["answer_type"])
             if answer_type is None:
@@ -128,7 +144,7 @@ def read_pathvqa(
         else:
             answer_type = derive_answer_type(answer)
             extra["answer_type_source"] = "derived"
-        image_name = str(item[key])
+        image_name = item[key].replace("\\", "/")
         if not images.exists(image_name):
             handle_problem(images.missing_error(image_name, path, where), "missing image", skip_log)
             continue
@@ -139,7 +155,7 @@ def read_pathvqa(
                 qid=str(item.get("qid", item.get("id", f"{split}-{index}"))),
                 image_name=image_name,
                 image_path=images.path_for(image_name),
-                question=str(item["question"]),
+                question=item["question"],
                 answer=answer,
                 answer_type=answer_type,
                 lang="en",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file
+from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file, wrong_text_fields
 from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .jsonio import read_json
 from .record import VQARecord
@@ -45,6 +45,9 @@ def read_slake(
 ) -> list[VQARecord]:
     """Read one Slake split; ``lang=None`` keeps both languages.
 
+    ``img_name``, ``question``, ``answer`` and ``q_lang`` must be JSON strings (a ``null`` answer is a
+    malformed entry). A ``lang`` that no question of the file has is an error.
+
     Raises :class:`LayoutError` if ``root`` is not a Slake folder, :class:`MissingFileError` for a
     missing split file or image, :class:`DataFormatError` for a malformed entry (the last two are
     counted in ``skip_log`` instead when one is given).
@@ -64,6 +67,8 @@ def read_slake(
         raise DataFormatError(f"expected a JSON list of QA objects, got {type(items).__name__}", path=path)
     images = ImageChecker(root / "imgs", check=check_images)
     records: list[VQARecord] = []
+    languages: set[str] = set()
+    in_lang = 0
     for index, item in enumerate(items):
         if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
             got = sorted(item) if isinstance(item, dict) else type(item).__name__
@@ -71,6 +76,14 @@ def read_slake(
                 DataFormatError(
                     f"entry {index}: expected an object with {list(_REQUIRED)}, got {got}", path=path
                 ),
+                "malformed entry",
+                skip_log,
+            )
+            continue
+        wrong = wrong_text_fields(item, ("img_name", "question", "answer", "q_lang"))
+        if wrong:
+            handle_problem(
+                DataFormatError(f"entry {index}: expected string fields, got {wrong}", path=path),
                 "malformed entry",
                 skip_log,
             )
@@ -86,9 +99,11 @@ def read_slake(
                 skip_log,
             )
             continue
+        languages.add(item["q_lang"])
         if lang is not None and item["q_lang"] != lang:
             continue
-        image_name = str(item["img_name"])
+        in_lang += 1
+        image_name = item["img_name"]
         if not images.exists(image_name):
             handle_problem(
                 images.missing_error(image_name, path, f"entry {index}"), "missing image", skip_log
@@ -101,11 +116,15 @@ def read_slake(
                 qid=str(item.get("qid", index)),
                 image_name=image_name,
                 image_path=images.path_for(image_name),
-                question=str(item["question"]),
-                answer=str(item["answer"]).strip(),
+                question=item["question"],
+                answer=item["answer"].strip(),
                 answer_type=answer_type,
-                lang=str(item["q_lang"]),
+                lang=item["q_lang"],
                 extra={k: item[k] for k in _EXTRA if k in item},
             )
+        )
+    if lang is not None and languages and not in_lang:
+        raise DataFormatError(
+            f"no question in language {lang!r} (q_lang values in the file: {sorted(languages)})", path=path
         )
     return records

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type
+from .common import ImageChecker, handle_problem, normalize_answer_type, wrong_text_fields
 from .errors import DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog
 from .jsonio import read_json
 from .record import VQARecord, derive_answer_type
@@ -126,7 +126,18 @@ def read_vqa_rad(
                 continue
             if phrase not in _OFFICIAL_PHRASES[split]:
                 continue
-        answer = str(item["answer"]).strip()
+        answer = item["answer"]
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            answer = str(answer)  # the official files hold a few numeric answers (e.g. 4); null is no answer
+        wrong = wrong_text_fields({**item, "answer": answer}, ("image_name", "question", "answer"))
+        if wrong:
+            handle_problem(
+                DataFormatError(f"entry {index}: expected string fields, got {wrong}", path=path),
+                "malformed entry",
+                skip_log,
+            )
+            continue
+        answer = answer.strip()
         extra = {k: item[k] for k in _EXTRA if k in item}
         if "answer_type" in item:
             answer_type = normalize_answer_type(item["answer_type"])
@@ -143,7 +154,7 @@ def read_vqa_rad(
         else:
             answer_type = derive_answer_type(answer)
             extra["answer_type_source"] = "derived"
-        image_name = str(item["image_name"])
+        image_name = item["image_name"]
         if not images.exists(image_name):
             handle_problem(
                 images.missing_error(image_name, path, f"entry {index}"), "missing image", skip_log
@@ -157,7 +168,7 @@ def read_vqa_rad(
                 qid=str(qid),
                 image_name=image_name,
                 image_path=images.path_for(image_name),
-                question=str(item["question"]),
+                question=item["question"],
                 answer=answer,
                 answer_type=answer_type,
                 lang="en",

@@ -69,6 +69,22 @@ class BuildConfig:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.missing_definition not in MISSING_DEFINITION_POLICIES:
+            raise ValueError(
+                f"missing_definition must be one of {list(MISSING_DEFINITION_POLICIES)}, "
+                f"got {self.missing_definition!r}"
+            )
+        if self.max_relations is not None and (
+            isinstance(self.max_relations, bool)
+            or not isinstance(self.max_relations, int)
+            or self.max_relations < 1
+        ):
+            raise ValueError(
+                "max_relations (--max-relations) must be an int >= 1, or None for no cap, "
+                f"got {self.max_relations!r}"
+            )
+
 
 @dataclass
 class BuildResult:
@@ -91,7 +107,7 @@ def _norm_label(label: str) -> str:
 
 
 def _limit(relations: Sequence[tuple[str, str]], max_relations: int | None) -> list[tuple[str, str]]:
-    """Keep at most ``max_relations``, preferring rare labels (deterministic)."""
+    """Keep at most ``max_relations`` (>= 1), preferring rare labels (deterministic)."""
     if max_relations is None or len(relations) <= max_relations:
         return list(relations)
     freq = Counter(label for label, _ in relations)
@@ -137,6 +153,14 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
     if config.lang != "en":
         raise ValueError(
             f"knowledge building supports English questions only (--lang en), got {config.lang!r}"
+        )
+    if getattr(kbs[0], "relation_count", None) == 0:
+        first = kbs[0]
+        raise ValueError(
+            f"the first knowledge base ({first.kind}:{first.source}) has no relations, so no record "
+            "(head, relation, tail) can be built from it; put a knowledge base with relations first "
+            "(umls:, slake-kg:, or a jsonl: file whose concepts have 'relations'); definition-only "
+            "sources such as export-definitions output go after it"
         )
     skip_log = SkipLog()
     qa: list[VQARecord] = load_split(

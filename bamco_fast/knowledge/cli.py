@@ -6,7 +6,8 @@
 ``compare``  coverage of a reference knowledge file by ours;
 ``export-definitions``  a knowledge file's head definitions as a JSONL knowledge base.
 
-Exit status: 0 success, 2 bad input, 130 interrupted.
+Exit status: 0 success, 2 bad input (checked before the work where it can be: output paths, input
+files, option values), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bamco_fast.data.errors import DataError
-from bamco_fast.data.jsonio import atomic_write_json
+from bamco_fast.data.errors import DataError, MissingFileError
+from bamco_fast.data.jsonio import atomic_write_json, check_output_path
 from bamco_fast.data.loading import DATASETS
 
 __all__ = ["main"]
@@ -92,7 +93,10 @@ def _parser() -> argparse.ArgumentParser:
         "(slake-kg) and drops them otherwise (umls, jsonl)",
     )
     build.add_argument(
-        "--max-relations", type=int, default=None, help="cap on relations per head and QA pair"
+        "--max-relations",
+        type=int,
+        default=None,
+        help="cap on relations per head and QA pair, >= 1 (default: no cap)",
     )
     build.add_argument(
         "--drop-relation", action="append", default=[], help="extra relation label to drop (repeatable)"
@@ -154,10 +158,21 @@ def _open_kbs(args: argparse.Namespace) -> list:
     return kbs
 
 
+def _check_inputs(*pairs: tuple[str, Path | None]) -> None:
+    """Each given ``(flag, path)`` must be an existing file."""
+    for flag, path in pairs:
+        if path is not None and not Path(path).is_file():
+            what = "a folder" if Path(path).is_dir() else "missing"
+            raise MissingFileError(f"{flag} must be an existing file, got {str(path)!r} ({what})")
+
+
 def _build(args: argparse.Namespace) -> int:
     from .builder import BuildConfig, build_knowledge
     from .stats import format_stats_table, knowledge_stats
 
+    # Everything that can be checked without the work is checked first.
+    check_output_path(args.out, "--out")
+    _check_inputs(("--compare", args.compare), ("--image-map", args.image_map))
     if args.split == "test":
         print(
             "warning: a knowledge source built from the test split holds the entities of its answers; "
@@ -189,6 +204,13 @@ def _build(args: argparse.Namespace) -> int:
     result = build_knowledge(config, _open_kbs(args))
     atomic_write_json(args.out, [r.to_json() for r in result.records])
     print(f"wrote {len(result.records)} records to {args.out}")
+    if not result.records:
+        print(
+            f"warning: no knowledge record was built ({result.qa_with_entities} of {result.qa_pairs} QA "
+            "pairs had a linked entity; a record needs a head with a relation that passes the filters "
+            "below); check the first --kb, --pipeline and the filters",
+            file=sys.stderr,
+        )
     print(
         f"entity pipeline: {result.pipeline}; QA pairs: {result.qa_pairs}, with linked entities: {result.qa_with_entities}"
     )
@@ -217,6 +239,7 @@ def _stats(args: argparse.Namespace) -> int:
     from .published import load_image_map, read_knowledge_file
     from .stats import format_stats_table, knowledge_stats
 
+    _check_inputs(*(("FILE", p) for p in args.files), ("--image-map", args.image_map))
     mapping = load_image_map(args.image_map) if args.image_map else None
     rows = {p.name: knowledge_stats(read_knowledge_file(p, image_map=mapping)) for p in args.files}
     print(format_stats_table(rows))
@@ -226,6 +249,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .published import read_knowledge_file
 
+    _check_inputs(("--ours", args.ours), ("--reference", args.reference), ("--image-map", args.image_map))
     _print_coverage(read_knowledge_file(args.ours), args.reference, args.image_map)
     return 0
 
@@ -237,6 +261,8 @@ def _export(args: argparse.Namespace) -> int:
 
     from .published import definition_concepts, read_knowledge_file
 
+    check_output_path(args.out, "--out")
+    _check_inputs(("FILE", args.file))
     concepts = definition_concepts(read_knowledge_file(args.file))
     atomic_write_text(args.out, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in concepts))
     print(f"wrote {len(concepts)} definitions to {args.out}")
@@ -248,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"build": _build, "stats": _stats, "compare": _compare, "export-definitions": _export}
     try:
         return commands[args.command](args)
-    except (DataError, ValueError, ImportError) as exc:
+    except (DataError, ValueError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,8 @@ class KnowledgeBase(Protocol):
     #: none for organs): a missing definition then is not a sign of noise, and the builder's
     #: ``missing_definition="auto"`` keeps such records instead of dropping them
     definitions_optional: bool
+    #: optional: the number of relations the source holds (``None`` when unknown without a full read);
+    #: the builder refuses a first knowledge base with 0, since every record is a relation
 
     def match_names(self, keys: Set[str]) -> dict[str, list[NameHit]]:
         """Map each key in ``keys`` that names a concept to its hits (best first)."""

@@ -39,6 +39,11 @@ class InMemoryKnowledgeBase:
     def __len__(self) -> int:
         return len(self._concepts)
 
+    @property
+    def relation_count(self) -> int:
+        """Number of (concept, relation, tail) triples held; 0 means no record can be built from it."""
+        return sum(len(c.relations) for c in self._concepts.values())
+
     def match_names(self, keys: Set[str]) -> dict[str, list[NameHit]]:
         return {k: list(self._names[k]) for k in keys if k in self._names}
 

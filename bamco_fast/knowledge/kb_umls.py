@@ -79,6 +79,11 @@ class UmlsKnowledgeBase:
         self.include_suppressible = include_suppressible
         self.progress = progress
 
+    @property
+    def relation_count(self) -> int | None:
+        """0 when ``MRREL.RRF`` is empty; ``None`` (unknown without reading it) otherwise."""
+        return 0 if (self.source / "MRREL.RRF").stat().st_size == 0 else None
+
     def _rows(self, name: str) -> Iterator[list[str]]:
         """Yield the fields of each line of an RRF file, checking the column count."""
         path = self.source / name

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,8 +141,9 @@ def _save(folder: Path, fingerprint: dict, kept_aliases, vectorizer, vectors, in
     import joblib
     import scipy.sparse
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    from bamco_fast.data.jsonio import make_staging_dir
+
+    staging = make_staging_dir(folder.parent, folder.name)
     try:
         (staging / "concept_aliases.json").write_text(json.dumps(kept_aliases), encoding="utf-8")
         joblib.dump(vectorizer, staging / "tfidf_vectorizer.joblib")

@@ -7,6 +7,8 @@ real model takes (``--spacy-model PATH``); the linker is scispaCy's own ``Candid
 """
 
 import json
+import os
+import stat
 
 import pytest
 from helpers_data import make_slake_copy, slake_entry
@@ -106,7 +108,12 @@ def test_threshold_controls_fuzzy_links(kb, spacy_model):
 def test_index_cache_is_reused_and_rebuilt_when_names_change(kb, tmp_path, monkeypatch):
     folder = tmp_path / "index"
     config = linking.LinkerConfig(index_dir=folder)
-    linking.build_candidate_generator(kb, config)
+    old_umask = os.umask(0o022)
+    try:
+        linking.build_candidate_generator(kb, config)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # a normal folder, not mkdtemp's 0o700
     files = sorted(p.name for p in folder.iterdir())
     assert files == [
         "bamco_index.json",
