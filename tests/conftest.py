@@ -41,3 +41,34 @@ def _seed_everything():
     except ImportError:
         pass
     yield
+
+
+# Texts of the session's tiny towers: enough words for a small WordPiece vocabulary.
+TINY_TOWER_TEXTS = (
+    "liver",
+    "the liver is the largest solid organ of the abdomen",
+    "lung",
+    "the lung is an organ of respiration in the chest",
+    "pneumonia",
+    "inflammation of the lung parenchyma",
+    "location of chest",
+    "brain",
+    "the brain is the central organ of the nervous system",
+    "finding site of brain edema",
+    "kidney",
+    "a paired organ that filters blood and makes urine",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_towers_dir(tmp_path_factory):
+    """A tiny BiomedCLIP-shaped open_clip folder built once per session; load it with
+    ``load_towers(f"local-dir:{tiny_towers_dir}")``.
+
+    64x64 images (patch grid 4x4, patch width 64), embed_dim 32, context length 32.
+    """
+    from bamco_fast.models.tiny import build_tiny_towers
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("tiny_towers") / "towers"
+    return build_tiny_towers(folder, TINY_TOWER_TEXTS, image_size=64, embed_dim=32, context_length=32, seed=0)
