@@ -12,18 +12,32 @@ from .knowledge_space import (
     KnowledgeSpaceOutput,
     OfficialKnowledgeSpaceReport,
 )
+from .projectors import PatchPoolingProjector, VectorProjector
+from .retrieval import IntraClassBank
 from .tiny import build_tiny_towers
+from .tiny_lm import build_tiny_causal_lm
 from .towers import BIOMEDCLIP, Towers, load_towers
+from .vqa import VQAModel, build_vqa_model, entity_texts
+from .vqa_config import GeneratedAnswer, VQAModelConfig
 
 __all__ = [
     "BIOMEDCLIP",
+    "GeneratedAnswer",
+    "IntraClassBank",
     "KnowledgeSpace",
     "KnowledgeSpaceConfig",
     "KnowledgeSpaceOutput",
     "OfficialKnowledgeSpaceReport",
+    "PatchPoolingProjector",
     "PrototypeHead",
     "TextHead",
     "Towers",
+    "VQAModel",
+    "VQAModelConfig",
+    "VectorProjector",
+    "build_tiny_causal_lm",
     "build_tiny_towers",
+    "build_vqa_model",
+    "entity_texts",
     "load_towers",
 ]
