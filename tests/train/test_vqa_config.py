@@ -1,0 +1,33 @@
+"""Presets and overrides of the VQA stage configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from bamco_fast.train.config import ConfigError, apply_overrides, parse_set
+from bamco_fast.train.vqa_config import LLMS, preset, preset_names
+
+
+def test_paper_presets_carry_the_published_values():
+    config = preset("slake-llama-3.2-1b")
+    assert config.model.llm == "meta-llama/Llama-3.2-1B"
+    assert (config.model.lora, config.model.lora_r, config.model.lora_alpha) == ("lora", 64, 16)
+    assert config.optim.lr == 1e-4 and config.optim.weight_decay == 0.0 and config.warmup_ratio == 0.1
+    assert config.loop.epochs == 5 and config.loop.precision == "bf16"
+    assert preset("vqa-rad-gpt2-xl").model.llm == LLMS["gpt2-xl"]
+    assert preset("pathvqa-llama-3.2-3b").model.plain_towers  # no PathVQA knowledge source offline
+    assert len(preset_names()) == 16
+
+
+def test_unknown_preset_and_bad_values_are_named():
+    with pytest.raises(ConfigError, match="unknown VQA preset 'slake-gpt5'.*valid presets"):
+        preset("slake-gpt5")
+    config = preset("demo-tiny")
+    with pytest.raises(ConfigError, match="unknown config key 'model.lora_rank'"):
+        apply_overrides(config, parse_set(["model.lora_rank=8"]))
+    with pytest.raises(ConfigError, match="data.eval_split"):
+        apply_overrides(config, parse_set(["data.eval_split=dev"]))
+    changed = apply_overrides(
+        config, parse_set(["model.llm=/models/llama", "loop.epochs=2", "model.use_image=false"])
+    )
+    assert (changed.model.llm, changed.loop.epochs, changed.model.use_image) == ("/models/llama", 2, False)

@@ -1,0 +1,167 @@
+"""The VQA stage end to end on real data with tiny models: training, selection, evaluation, reload.
+
+Tiny towers (BiomedCLIP-shaped, 64 px), a tiny knowledge space (random heads: the stage only needs a
+saved one) and a tiny Llama built in the run folder, on CPU with one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vqa_helpers import shared_data, tiny_knowledge_space, tiny_run_config, trained_slake_run
+
+from bamco_fast.train.vqa import run_config
+
+PROTOCOLS = ("closed_exact", "open_exact", "open_recall", "open_containment_bamco", "overall_exact")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def slake_run():
+    """One short training run on Slake train, evaluated on Slake validate (our copy has no test)."""
+    run, config, _ = trained_slake_run()
+    return run, config
+
+
+def _report(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_slake_training_lowers_validation_loss_and_reports_every_protocol(slake_run):
+    run, _ = slake_run
+    info = json.loads((run / "run.json").read_text())
+    vals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val_losses = [row["val_loss"] for row in vals if row["split"] == "val"]
+    assert len(val_losses) == 2
+    assert min(val_losses) < info["val_loss_before_training"] - 0.5
+    assert info["splits"]["eval_split"] == "validate"
+    report = _report(run / "report_validate.json")
+    for name in (*PROTOCOLS, "open_bleu1", "open_rouge1"):
+        assert name in report["metrics"] and 0.0 <= report["metrics"][name]["score"] <= 1.0
+    assert report["metrics"]["overall_exact"]["n"] == 48
+    assert {"majority", "question_prior"} <= set(report["baselines"])
+    rows = [json.loads(line) for line in (run / "predictions_validate.jsonl").read_text().splitlines()]
+    assert len(rows) == 48
+    keys = {
+        "qid",
+        "question",
+        "answer",
+        "prediction",
+        "answer_type",
+        "retrieved_entity",
+        "image_name",
+        "dataset",
+        "split",
+    }
+    assert keys <= set(rows[0])
+    assert all(r["split"] == "validate" and r["dataset"] == "slake" and r["retrieved_entity"] for r in rows)
+    assert (run / "curves.png").is_file() and (run / "model" / "vqa.json").is_file()
+
+
+def test_saved_model_reproduces_predictions_exactly(slake_run):
+    run, config = slake_run
+    before = (run / "predictions_validate.jsonl").read_text()
+    (run / "predictions_validate.jsonl").unlink()
+    assert run_config(config, eval_only=True) == 0  # rebuilt from model/ and the knowledge-space folder
+    assert (run / "predictions_validate.jsonl").read_text() == before
+
+
+def test_vqa_rad_test_report(tmp_path):
+    from bamco_fast.knowledge import load_image_map
+    from bamco_fast.pretraining.records import load_knowledge_table
+
+    kg = shared_data("bamco_kg", "VQARAD", "KG_VQARAD_Train.json")
+    image_map = shared_data("bamco_kg", "VQARAD", "image_id_to_synpic.json")
+    images = shared_data("vqa_rad", "VQA_RAD Image Folder")
+    classes = load_knowledge_table(kg, images, image_map=load_image_map(image_map)).classes
+    ks = tiny_knowledge_space(tmp_path / "ks", tmp_path / "towers", classes)
+    config = tiny_run_config(
+        tmp_path / "run",
+        "vqa-rad-tiny",
+        f"knowledge_space={ks}",
+        f"data.root={shared_data('vqa_rad', 'hf_flaviagiammarino_order')}",
+        f"data.knowledge={kg}",
+        f"data.knowledge_images={images}",
+        f"data.knowledge_image_map={image_map}",
+        "data.max_train=96",
+        "data.max_validate=32",
+        "data.max_evaluate=48",
+        "loop.epochs=1",
+    )
+    assert run_config(config) == 0
+    report = _report(tmp_path / "run" / "report_test.json")
+    assert report["split"] == "test" and report["dataset"] == "vqa-rad"
+    assert all(name in report["metrics"] for name in PROTOCOLS)
+    assert report["n_questions"] == 48
+
+
+def test_pathvqa_runs_the_plain_towers_configuration(tmp_path, capsys):
+    from bamco_fast.models.tiny import build_tiny_towers
+
+    towers = build_tiny_towers(tmp_path / "towers", ["what is present", "pathology"], image_size=64)
+    config = tiny_run_config(
+        tmp_path / "run",
+        "pathvqa-tiny",
+        f"data.root={shared_data('pathvqa')}",
+        f"model.towers=local-dir:{towers}",
+        "data.max_train=96",
+        "data.max_validate=32",
+        "data.max_evaluate=32",
+        "loop.epochs=1",
+    )
+    assert config.model.plain_towers and not config.model.use_intra_class  # the preset says so
+    assert run_config(config) == 0
+    out = capsys.readouterr().out
+    assert "plain-towers configuration" in out and "carved from it by image" in out
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["plain_towers"] and "bank" not in info
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "predictions_test.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 32 and all(r["retrieved_entity"] is None for r in rows)
+
+
+def test_leaking_splits_refuse_to_start_naming_the_pair(tmp_path, capsys):
+    from bamco_fast.train.vqa import main
+
+    code = main(
+        [
+            "--preset",
+            "vqa-rad-tiny",
+            "--set",
+            f"data.root={shared_data('vqa_rad')}",
+            "--set",
+            f"out={tmp_path / 'run'}",
+            "--set",
+            "model.plain_towers=true",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "refusing to start" in err and "synpic31955.jpg" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_knowledge_space_is_a_clear_error(tmp_path):
+    config = tiny_run_config(
+        tmp_path / "run",
+        "slake-tiny",
+        f"knowledge_space={tmp_path / 'nowhere'}",
+        f"data.root={shared_data('slake')}",
+    )
+    with pytest.raises(ValueError, match="knowledge space: expected the folder of a pretraining run"):
+        run_config(config)
