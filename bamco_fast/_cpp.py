@@ -1,5 +1,7 @@
 """Loads the compiled extension ``bamco_fast._C`` once, recording (not raising) a failure.
 
+It also chooses the SIMD level the CPU row kernels run at (:func:`cpu_isa`, :func:`set_cpu_isa`).
+
 ``import bamco_fast`` must work without the extension (a source checkout that was never built, a wheel
 built against another torch). The load error is kept, warned about once when a ``cpp`` backend is
 first considered, and shown by ``python -m bamco_fast.info``.
@@ -7,9 +9,11 @@ first considered, and shown by ``python -m bamco_fast.info``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -73,3 +77,45 @@ def module():
 def build_info() -> dict:
     """Build facts of the extension (torch version, compiler, OpenMP), or ``{}`` when not loaded."""
     return dict(_module.build_info()) if available() else {}
+
+
+# SIMD levels of the CPU row kernels, lowest first: baseline x86-64 (SSE2), x86-64-v3 (AVX2, FMA) and
+# x86-64-v4 (AVX-512 F/BW/CD/DQ/VL). Non-x86 builds have "default" only.
+CPU_ISA_LEVELS = ("default", "avx2", "avx512")
+CPU_ISA_ENV = "BAMCO_FAST_CPU_ISA"
+
+
+def cpu_isa_levels() -> tuple[str, ...]:
+    """The SIMD levels this CPU can run the row kernels at, lowest first (``()`` without the extension)."""
+    return tuple(build_info().get("cpu_isa_levels", ()))
+
+
+def cpu_isa() -> str:
+    """The SIMD level the CPU row kernels run at now.
+
+    The best level of this CPU, unless ``BAMCO_FAST_CPU_ISA`` (read at the first call; ``auto``,
+    ``default``, ``avx2`` or ``avx512``) or :func:`set_cpu_isa` chose a lower one. Raises ``RuntimeError``
+    when the environment variable names a level this CPU cannot run, or the extension is missing.
+    """
+    return str(module().cpu_isa())
+
+
+def set_cpu_isa(level: str) -> None:
+    """Run the CPU row kernels at ``level`` (``"auto"`` for the best this CPU runs) from now on.
+
+    Raises:
+        RuntimeError: this CPU cannot run ``level`` (the message lists the levels it can run), ``level``
+            is not a level name, or the extension is missing. Nothing falls back silently.
+    """
+    module().set_cpu_isa(level)
+
+
+@contextlib.contextmanager
+def forced_cpu_isa(level: str) -> Iterator[None]:
+    """Run the CPU row kernels at ``level`` inside the block, restoring the previous level afterwards."""
+    before = cpu_isa()
+    set_cpu_isa(level)
+    try:
+        yield
+    finally:
+        set_cpu_isa(before)

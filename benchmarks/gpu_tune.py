@@ -1,11 +1,11 @@
-"""Tile sweep of the Triton loss on one GPU: forward + backward time of candidate ``TUNING`` settings.
+"""Tile sweep of the Triton loss on one GPU: forward + backward time of candidate launch settings.
 
-The GPU tiles of ``bamco_fast.kernels.bamco_loss.launch_config`` were chosen from compiler resource usage
+The GPU tiles of ``bamco_fast.kernels.bamco_loss_plan.plan_launches`` were chosen from compiler resource usage
 (``python -m bamco_fast.kernels.aot``), not from timings. Every candidate below compiles for sm_90 in
 bf16 without register spills and with tensor-core dots (``tests/ops/test_triton_aot.py`` holds that);
 this script times each one side by side with the defaults, so one short run on a card shows which tiles
-to make the defaults. Nothing is changed in the library: the script only sets ``TUNING`` for its own
-calls and restores it. The large batch (the roofline target) runs first, in case the deadline cuts the
+to make the defaults. Nothing is changed in the library: the script only applies ``launch_settings`` to its own
+calls. The large batch (the roofline target) runs first, in case the deadline cuts the
 sweep short.
 
 Usage: ``python benchmarks/gpu_tune.py [--batches 32768 48] [--dtype bfloat16] [--dry-run]``.
@@ -20,7 +20,7 @@ import time
 import torch
 from gpu_table import DTYPES, flops, make_inputs, ready_to_time, time_call
 
-# name -> TUNING overrides (keys of bamco_fast.kernels.bamco_loss.TUNING). sm_90 bf16 ptxas usage at
+# name -> launch settings (fields of bamco_fast.kernels.bamco_loss_plan.LaunchSettings). sm_90 bf16 ptxas usage at
 # B=32768 in the comments (registers per thread, no spills in any).
 CANDIDATES: dict[str, dict[str, int]] = {
     "default": {},  # forward 128x64 d32 (165 regs), gradient 64x32 do256 (178 regs)
@@ -52,23 +52,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_candidates(names) -> None:
-    """Every override names a ``TUNING`` key (fails loudly before any GPU time is spent)."""
-    from bamco_fast.kernels.bamco_loss import tuned
+    """Every override names a ``LaunchSettings`` field (fails loudly before any GPU time is spent)."""
+    from bamco_fast.kernels.bamco_loss_plan import launch_settings
 
     for name in names:
         try:
-            with tuned(**CANDIDATES[name]):
+            with launch_settings(**CANDIDATES[name]):
                 pass
         except KeyError as exc:
             raise KeyError(f"candidate {name!r}: {exc.args[0]}") from None
 
 
 def time_candidate(overrides: dict[str, int], batch: int, args) -> float:
-    """Median ms of forward + backward with ``overrides`` applied to ``TUNING``."""
+    """Median ms of forward + backward with the launch settings ``overrides``."""
     from bamco_fast import functional
-    from bamco_fast.kernels.bamco_loss import tuned
+    from bamco_fast.kernels.bamco_loss_plan import launch_settings
 
-    with tuned(**overrides):
+    with launch_settings(**overrides):
         f, y, p = make_inputs(batch, args.views, args.classes, args.dim, DTYPES[args.dtype])
 
         def step():

@@ -32,14 +32,12 @@
 #include <vector>
 
 
-// The per-row passes are compiled for several x86 SIMD levels and picked at load time (GCC ifunc), so one
-// binary is both portable and vectorised on the machine it runs on.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include "cpu_isa.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
 #define BAMCO_INLINE inline __attribute__((always_inline))
-#define BAMCO_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BAMCO_INLINE inline
-#define BAMCO_CLONES
 #endif
 
 namespace bamco_fast {
@@ -165,19 +163,41 @@ BAMCO_INLINE scalar_t row_group(const scalar_t* s, const Columns<scalar_t>& col,
   return lse - pos_sum * inv_t / static_cast<scalar_t>(num_pos);
 }
 
-BAMCO_CLONES float row_group_f32(const float* s, const Columns<float>& col, const Span* spans, int nspans,
-                                 int64_t y, int64_t num_pos, float inv_t, float coef, float* ex, float* g,
-                                 bool overwrite) {
-  return row_group<float>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+// The float row pass is compiled for each SIMD level of cpu_isa.h and picked per call; double is left to the
+// baseline build (its exp is the library's).
+#define BAMCO_ROW_GROUP_F32(fn_name)                                                                     \
+  float fn_name(const float* s, const Columns<float>& col, const Span* spans, int nspans, int64_t y,    \
+                int64_t num_pos, float inv_t, float coef, float* ex, float* g, bool overwrite) {         \
+    return row_group<float>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);         \
+  }
+BAMCO_ROW_GROUP_F32(row_group_f32_default)
+#if BAMCO_MULTIVERSION
+__attribute__((target("arch=x86-64-v3"))) BAMCO_ROW_GROUP_F32(row_group_f32_avx2)
+__attribute__((target("arch=x86-64-v4"))) BAMCO_ROW_GROUP_F32(row_group_f32_avx512)
+#endif
+#undef BAMCO_ROW_GROUP_F32
+
+using RowGroupF32 = float (*)(const float*, const Columns<float>&, const Span*, int, int64_t, int64_t, float,
+                              float, float*, float*, bool);
+
+RowGroupF32 row_group_f32_for(cpu_isa::Level level) {
+#if BAMCO_MULTIVERSION
+  if (level == cpu_isa::Level::kAvx512) return &row_group_f32_avx512;
+  if (level == cpu_isa::Level::kAvx2) return &row_group_f32_avx2;
+#endif
+  return &row_group_f32_default;
 }
-double row_group_dispatch(const double* s, const Columns<double>& col, const Span* spans, int nspans,
-                          int64_t y, int64_t num_pos, double inv_t, double coef, double* ex, double* g,
-                          bool overwrite) {
+
+// Row pass of one group for one anchor row (see row_group); `f32` is the float version for this call.
+BAMCO_INLINE double row_group_dispatch(RowGroupF32, const double* s, const Columns<double>& col,
+                                       const Span* spans, int nspans, int64_t y, int64_t num_pos, double inv_t,
+                                       double coef, double* ex, double* g, bool overwrite) {
   return row_group<double>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
 }
-float row_group_dispatch(const float* s, const Columns<float>& col, const Span* spans, int nspans, int64_t y,
-                         int64_t num_pos, float inv_t, float coef, float* ex, float* g, bool overwrite) {
-  return row_group_f32(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+BAMCO_INLINE float row_group_dispatch(RowGroupF32 f32, const float* s, const Columns<float>& col,
+                                      const Span* spans, int nspans, int64_t y, int64_t num_pos, float inv_t,
+                                      float coef, float* ex, float* g, bool overwrite) {
+  return f32(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
 }
 
 // The views of each group, as a flat table: group_views[g * k + t].
@@ -246,6 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   }
   const Columns<scalar_t> col{col_label.data(), col_nlc.data()};
 
+  const RowGroupF32 row_group_f32 = row_group_f32_for(cpu_isa::current());
   const scalar_t inv_t = static_cast<scalar_t>(1.0 / temperature);
   const scalar_t coef = static_cast<scalar_t>(1.0 / (static_cast<double>(num_groups) * k * B));
 
@@ -325,7 +346,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
           }
           spans[ns++] = {A, M};
           const int64_t num_pos = k * n_ptr[y];
-          const scalar_t l = row_group_dispatch(s_row, col, spans.data(), ns, y, num_pos, inv_t, coef, ex, g_row,
+          const scalar_t l = row_group_dispatch(row_group_f32, s_row, col, spans.data(), ns, y, num_pos, inv_t, coef, ex, g_row,
                                                 single_group);
           loss_i += static_cast<double>(coef) * static_cast<double>(l);
         }

@@ -5,6 +5,8 @@
 #include <torch/library.h>
 #include <torch/extension.h>
 
+#include "cpu_isa.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -40,6 +42,7 @@ pybind11::dict build_info() {
   pybind11::dict info;
   info["torch_version"] = BAMCO_FAST_TORCH_VERSION;
   info["compiler"] = BAMCO_FAST_COMPILER;
+  info["cpu_isa_levels"] = bamco_fast::cpu_isa::supported_names();
 #ifdef _OPENMP
   info["openmp"] = _OPENMP;
   info["openmp_max_threads"] = omp_get_max_threads();
@@ -56,4 +59,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dilated_depthwise_block_workspace", &bamco_fast::dilated_depthwise_block_workspace,
         pybind11::arg("release") = false,
         "Bytes held by the CPU workspace cache of dilated_depthwise_block; release=True frees it first.");
+  m.def(
+      "cpu_isa", [] { return std::string(bamco_fast::cpu_isa::name(bamco_fast::cpu_isa::current())); },
+      "The SIMD level the CPU row kernels run at now: 'avx512', 'avx2' or 'default'.");
+  m.def("set_cpu_isa", &bamco_fast::cpu_isa::set_level, pybind11::arg("level"),
+        "Run the CPU row kernels at `level` ('auto', 'avx512', 'avx2', 'default'); raises when this CPU "
+        "cannot run it.");
 }

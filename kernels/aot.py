@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bamco_fast.ops._backends import triton_interpreted
+from bamco_fast.kernels._probe import triton_interpreted
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -111,14 +111,13 @@ def record_launches(target: Target) -> Iterator[list[Launch]]:
     def run(self, *args, grid, warmup, **kwargs):
         launches.append(Launch(self, tuple(grid), args, dict(kwargs)))
 
-    original_run, original_plan = jit.JITFunction.run, bamco_loss.PLAN_FOR_SMS
+    original_run = jit.JITFunction.run
     jit.JITFunction.run = run
-    bamco_loss.PLAN_FOR_SMS = target.sms
     try:
-        yield launches
+        with bamco_loss.launch_settings(plan_for_sms=target.sms):
+            yield launches
     finally:
         jit.JITFunction.run = original_run
-        bamco_loss.PLAN_FOR_SMS = original_plan
 
 
 def _specialise(launch: Launch, backend) -> tuple[str, dict, dict, dict, dict]:

@@ -32,8 +32,6 @@ import torch
 import triton
 import triton.language as tl
 
-from bamco_fast.ops._backends import check_first_order_backward
-
 OP = "bamco_fast::dilated_depthwise_block_triton"
 BLOCK = 512
 BACKWARD_CHUNK = 8
@@ -452,21 +450,12 @@ def _(grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prel
     )
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    *tensors, eps = inputs
-    ctx.save_for_backward(*tensors)
-    ctx.eps = eps
+def registered_ops():
+    """``(forward, backward)``: the ops ``bamco_fast::dilated_depthwise_block_triton`` and its ``_backward``.
 
-
-def _backward(ctx, grad_y):
-    check_first_order_backward("dilated_depthwise_block")
-    grads = dilated_depthwise_block_triton_backward(grad_y.contiguous(), *ctx.saved_tensors, ctx.eps)
-    return (*grads, None)
-
-
-dilated_depthwise_block_triton.register_autograd(_backward, setup_context=_setup_context)
-
-
-def registered_op():
-    """``torch.ops.bamco_fast.dilated_depthwise_block_triton.default`` (autograd attached at import)."""
-    return torch.ops.bamco_fast.dilated_depthwise_block_triton.default
+    The autograd formula is attached by :mod:`bamco_fast.ops.dilated_depthwise_block`, as for the loss.
+    """
+    return (
+        torch.ops.bamco_fast.dilated_depthwise_block_triton.default,
+        torch.ops.bamco_fast.dilated_depthwise_block_triton_backward.default,
+    )

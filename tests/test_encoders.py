@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 import bamco_fast
 from bamco_fast.encoders import IntraClassEncoder
 from bamco_fast.ops import dilated_depthwise_block as op
+from bamco_fast.ops._tolerance import check_within, group_error
 
 _HAS_CPP = op.backends()[1].availability() is None
 _CPP = pytest.mark.skipif(not _HAS_CPP, reason="bamco_fast._C not built")
@@ -18,8 +21,12 @@ _SMALL = dict(feature_size=2, out_dim=16, num_images=33, image_size=64)
 _PAPER = dict(in_channels=3, feature_size=12, out_dim=512, num_images=36, image_size=84)
 PUBLISHED_PARAMETERS = 3_217_068  # official_code_notes.md §4.2
 
-# cpp vs reference encoder (outputs are unit vectors; gradients compared relative to their largest entry).
-TOL = {torch.float64: (1e-8, 1e-7), torch.float32: (2e-4, 2e-3)}
+# The fast encoders are judged by the block's tolerance table, op.TOLERANCES (see assert_matches_float64).
+# Seed of the compared encoder's weights: the small configuration ends in instance norms over 4 voxels,
+# and for some weights their gradients cancel so badly that the float32 reference is off by 10% (seeds 0,
+# 2 and 4); there any float32 result is noise and no comparison can tell a right kernel from a wrong
+# one. With this seed the float32 reference is within ~2e-4 of float64 on every gradient.
+_SEED = 1
 
 
 def images(batch, cfg, dtype=torch.float32, seed=0):
@@ -43,37 +50,54 @@ def dropped_parameter_count(fs):
     return fs + sum(2 * 6 * c + 2 * c + 2 for c in channels)
 
 
-def assert_backends_agree(enc, x, backend, atol, rtol):
-    """Output and every parameter gradient (random upstream gradient) of ``backend`` vs the reference."""
-    results = {}
-    for name in ("reference", backend):
-        enc.set_backend(name)
-        enc.zero_grad(set_to_none=True)
-        out = enc(x)
-        gen = torch.Generator().manual_seed(1)
-        upstream = torch.randn(out.shape, generator=gen, dtype=out.dtype).to(out.device)
-        (out * upstream).sum().backward()
-        results[name] = (out.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()})
-    (y_ref, g_ref), (y, g_fast) = results["reference"], results[backend]
-    torch.testing.assert_close(y, y_ref, atol=atol, rtol=rtol)
-    for name, g in g_ref.items():
-        scale = max(float(g.abs().max()), 1e-3)
-        torch.testing.assert_close(
-            g_fast[name] / scale, g / scale, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
-        )
+def encoder_results(enc, x, backend):
+    """Output, and the gradients (input, then every parameter) for a random upstream gradient."""
+    enc.set_backend(backend)
+    enc.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    out = enc(x)
+    gen = torch.Generator().manual_seed(1)
+    upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device, out.dtype)
+    (out * upstream).sum().backward()
+    grads = [x.grad, *(p.grad.clone() for p in enc.parameters())]
+    return {"output": out.detach(), "gradients": grads}
+
+
+def assert_matches_float64(backend, dtype, device="cpu"):
+    """``backend`` in ``dtype`` against the float64 reference encoder (same rounded weights and images).
+
+    float64: every tensor within the floor of ``op.TOLERANCES[float64]``. Lower precision: the output and
+    the worst of the gradients (input and parameters, each relative to its own largest entry) within
+    ``op.TOLERANCES[dtype]``, i.e. at most factor x the same error of the reference encoder run in
+    ``dtype`` here + floor. The gradients are judged as one group because a single tensor on which the
+    reference happens to be nearly exact says nothing about the kernel (the reference's error on one
+    tensor varies 10x with the summation order).
+    """
+    torch.manual_seed(_SEED)
+    enc = randomize_(IntraClassEncoder(**_SMALL), seed=_SEED).to(device, dtype)
+    x = images(2, _SMALL, dtype, seed=_SEED).to(device)
+    exact = encoder_results(copy.deepcopy(enc).double(), x.double(), "reference")
+    fast = encoder_results(enc, x, backend)
+    if dtype == torch.float64:
+        floor = op.TOLERANCES[torch.float64].floor
+        for name, value in fast.items():
+            err = group_error(value, exact[name])
+            assert err <= floor, f"{name}: relative error {err:.3g} > {floor:.3g}"
+        return
+    in_dtype = encoder_results(enc, x, "reference")
+    failures = check_within(op.TOLERANCES, dtype, fast, in_dtype, exact)
+    assert not failures, "\n".join(failures)
 
 
 @_CPP
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cpp_and_reference_encoders_agree(dtype):
-    enc = randomize_(IntraClassEncoder(**_SMALL)).to(dtype)
-    assert_backends_agree(enc, images(2, _SMALL, dtype), "cpp", *TOL[dtype])
+    assert_matches_float64("cpp", dtype)
 
 
 @pytest.mark.cuda
 def test_triton_and_reference_encoders_agree_on_gpu():
-    enc = randomize_(IntraClassEncoder(**_SMALL)).cuda()
-    assert_backends_agree(enc, images(2, _SMALL).cuda(), "triton", *TOL[torch.float32])
+    assert_matches_float64("triton", torch.float32, device="cuda")
     with torch.no_grad():
         paper = IntraClassEncoder(**_PAPER, backend="triton").cuda().bfloat16()
         assert paper(images(4, _PAPER, torch.bfloat16).cuda()).shape == (4, 512)

@@ -36,7 +36,9 @@ def test_gpu_table_dry_run_lists_every_row():
 
 
 def test_gpu_tune_dry_run_plans_each_candidate(monkeypatch):
-    pytest.importorskip("triton", reason="the tile candidates are checked against the Triton kernels' TUNING")
+    pytest.importorskip(
+        "triton", reason="the tile candidates are checked against the Triton loss's LaunchSettings"
+    )
     monkeypatch.syspath_prepend(BENCH)
     import gpu_tune
 
@@ -48,7 +50,9 @@ def test_gpu_tune_dry_run_plans_each_candidate(monkeypatch):
 
 
 def test_gpu_tune_rejects_unknown_tuning_keys(monkeypatch):
-    pytest.importorskip("triton", reason="the tile candidates are checked against the Triton kernels' TUNING")
+    pytest.importorskip(
+        "triton", reason="the tile candidates are checked against the Triton loss's LaunchSettings"
+    )
     monkeypatch.syspath_prepend(BENCH)
     import gpu_tune
 

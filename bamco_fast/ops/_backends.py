@@ -1,24 +1,46 @@
-"""Backend records and selection shared by every op.
+"""Backend records, tables and selection shared by every op.
 
-Each op declares an ordered table of backends (``triton`` for CUDA tensors, ``cpp`` for CPU tensors,
-``reference`` for any device). Selection order: the explicit ``backend=`` argument, then the
-``BAMCO_FAST_BACKEND`` environment variable, then the first backend with no reasons against the inputs.
+Each op declares one :class:`BackendTable`: its backends in priority order (``triton`` for CUDA tensors,
+``cpp`` for CPU tensors, ``reference`` for any device), each carrying the callable that runs the op, so
+adding a backend is one more entry in that table (:func:`triton_backend`, :func:`cpp_backend` and
+:func:`reference_backend` build the usual entries). Selection order: the explicit ``backend=`` argument,
+then the ``BAMCO_FAST_BACKEND`` environment variable, then the first backend with no reasons against the
+inputs.
 An explicit choice (argument or environment) never falls back: if it cannot run, a
 :class:`BackendUnavailableError` lists every backend's reasons.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
+from ..kernels._probe import triton_import_error, triton_interpreted
+
 ENV_VAR = "BAMCO_FAST_BACKEND"
 BACKEND_NAMES = ("triton", "cpp", "reference")
+__all__ = [
+    "BACKEND_NAMES",
+    "ENV_VAR",
+    "Backend",
+    "BackendTable",
+    "BackendUnavailableError",
+    "check_first_order_backward",
+    "compile_constant",
+    "cpp_availability",
+    "cpp_backend",
+    "reference_backend",
+    "select",
+    "triton_availability",
+    "triton_backend",
+    "triton_import_error",
+    "triton_interpreted",
+]
 
 
 class BackendUnavailableError(RuntimeError):
@@ -34,16 +56,19 @@ class Backend:
         devices: device types it accepts (``"cuda"``, ``"cpu"``).
         dtypes: floating dtypes it accepts.
         availability: returns ``None`` when the backend can be used in this process, else the reason.
-        extra_checks: per-op input checks returning reasons (empty when supported).
+        run: runs the op; takes the op's validated arguments (see the op's table).
+        cpu_when_interpreted: a Triton backend: when named explicitly under ``TRITON_INTERPRET=1`` it also
+            takes CPU tensors (automatic choice never sends CPU tensors to it).
     """
 
     name: str
     devices: tuple[str, ...]
     dtypes: tuple[torch.dtype, ...]
     availability: Callable[[], str | None]
-    extra_checks: Callable[..., list[str]] = field(default=lambda *a, **k: [])
+    run: Callable[..., Any]
+    cpu_when_interpreted: bool = False
 
-    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype, *args, **kwargs) -> list[str]:
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype) -> list[str]:
         """Every reason this backend cannot run inputs on ``device`` with ``dtype`` (empty if it can)."""
         reasons = []
         missing = self.availability()
@@ -54,34 +79,7 @@ class Backend:
         if dtype not in self.dtypes:
             names = [str(d).replace("torch.", "") for d in self.dtypes]
             reasons.append(f"dtype {str(dtype).replace('torch.', '')} not in {names}")
-        reasons.extend(self.extra_checks(*args, **kwargs))
         return reasons
-
-
-def triton_interpreted() -> bool:
-    """True when ``TRITON_INTERPRET=1`` runs Triton kernels on CPU tensors (tests only)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-_TRITON_IMPORT: list[str | None] = []
-
-
-def triton_import_error() -> str | None:
-    """Why Triton cannot be used at all in this process (``None`` if it imports); probed once."""
-    if not _TRITON_IMPORT:
-        _TRITON_IMPORT.append(_probe_triton())
-    return _TRITON_IMPORT[0]
-
-
-def _probe_triton() -> str | None:
-    try:
-        if importlib.util.find_spec("triton") is None:
-            return "triton is not installed"
-        import triton
-        import triton.language  # noqa: F401
-    except Exception as exc:
-        return f"triton failed to import: {type(exc).__name__}: {exc}"
-    return None
 
 
 def compile_constant(fn: Callable) -> Callable:
@@ -132,9 +130,8 @@ def select(
     requested: str | None,
     device: torch.device,
     dtype: torch.dtype,
-    *args,
+    *,
     op_name: str,
-    **kwargs,
 ) -> Backend:
     """Pick the backend for these inputs.
 
@@ -142,7 +139,6 @@ def select(
         backends: the op's table, in priority order.
         requested: ``backend=`` argument (``None`` or ``"auto"`` for automatic).
         device, dtype: of the inputs.
-        *args, **kwargs: passed to each backend's ``extra_checks``.
         op_name: used in error messages.
 
     Raises:
@@ -159,7 +155,7 @@ def select(
     names = [b.name for b in backends]
     if requested is not None and requested not in names:
         raise ValueError(f"{op_name}: {source} must be one of {[*names, 'auto']}, got {requested!r}")
-    reasons = {b.name: b.not_supported_reasons(device, dtype, *args, **kwargs) for b in backends}
+    reasons = {b.name: b.not_supported_reasons(device, dtype) for b in backends}
     if requested is not None:
         if not reasons[requested]:
             return next(b for b in backends if b.name == requested)
@@ -179,35 +175,77 @@ def select(
 _CHOSEN: dict[tuple, Backend] = {}
 
 
-def select_for_op(
-    op_name: str,
-    table: Callable[[bool], Sequence[Backend]],
-    requested: str | None,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> Backend:
-    """:func:`select` for an op whose table depends only on ``explicit`` and the environment, memoised.
+@dataclass(frozen=True)
+class BackendTable:
+    """An op's backends in priority order, and the choice among them for given inputs.
 
-    ``table(explicit)`` returns the op's backend table. The answer is kept per (op, requested backend,
-    ``BAMCO_FAST_BACKEND``, ``TRITON_INTERPRET``, device type, dtype): availability is fixed for the life
-    of the process, so repeated calls skip rebuilding every backend's reasons. Failures are not kept.
-    While ``torch.compile`` traces, the choice is made afresh (once per trace; the memo stays eager).
+    Attributes:
+        op_name: the op, for error messages and the memo of choices.
+        entries: the backends, highest priority first.
     """
-    if torch.compiler.is_compiling():
-        return select(table(is_explicit(requested)), requested, device, dtype, op_name=op_name)
-    key = (
-        op_name,
-        requested,
-        os.environ.get(ENV_VAR),
-        os.environ.get("TRITON_INTERPRET"),
-        device.type,
-        dtype,
-    )
-    chosen = _CHOSEN.get(key)
-    if chosen is None:
-        chosen = select(table(is_explicit(requested)), requested, device, dtype, op_name=op_name)
-        _CHOSEN[key] = chosen
-    return chosen
+
+    op_name: str
+    entries: tuple[Backend, ...]
+
+    def backends(self, explicit: bool = False) -> tuple[Backend, ...]:
+        """The table in priority order.
+
+        Args:
+            explicit: the backend was named by the caller; only then may a Triton entry take CPU tensors,
+                and only under ``TRITON_INTERPRET=1`` (automatic choice never sends CPU tensors to Triton).
+        """
+        if not (explicit and triton_interpreted()):
+            return self.entries
+        return tuple(
+            replace(b, devices=(*b.devices, "cpu"))
+            if b.cpu_when_interpreted and "cpu" not in b.devices
+            else b
+            for b in self.entries
+        )
+
+    def select(self, requested: str | None, device: torch.device, dtype: torch.dtype) -> Backend:
+        """:func:`select` over this table, memoised.
+
+        The answer is kept per (op, requested backend, ``BAMCO_FAST_BACKEND``, ``TRITON_INTERPRET``,
+        device type, dtype): availability is fixed for the life of the process, so repeated calls skip
+        rebuilding every backend's reasons. Failures are not kept. While ``torch.compile`` traces, the
+        choice is made afresh (once per trace; the memo stays eager).
+        """
+        if torch.compiler.is_compiling():
+            return select(
+                self.backends(is_explicit(requested)), requested, device, dtype, op_name=self.op_name
+            )
+        key = (
+            self.op_name,
+            requested,
+            os.environ.get(ENV_VAR),
+            os.environ.get("TRITON_INTERPRET"),
+            device.type,
+            dtype,
+        )
+        chosen = _CHOSEN.get(key)
+        if chosen is None:
+            chosen = select(
+                self.backends(is_explicit(requested)), requested, device, dtype, op_name=self.op_name
+            )
+            _CHOSEN[key] = chosen
+        return chosen
+
+
+def triton_backend(run: Callable[..., Any], dtypes: tuple[torch.dtype, ...]) -> Backend:
+    """A Triton entry: CUDA tensors (CPU ones too when named under ``TRITON_INTERPRET=1``)."""
+    return Backend("triton", ("cuda",), dtypes, triton_availability, run, cpu_when_interpreted=True)
+
+
+def cpp_backend(run: Callable[..., Any]) -> Backend:
+    """A C++ entry (``bamco_fast._C``): CPU tensors in float32 or float64."""
+    return Backend("cpp", ("cpu",), (torch.float32, torch.float64), cpp_availability, run)
+
+
+def reference_backend(run: Callable[..., Any]) -> Backend:
+    """A pure-torch entry: any device, any floating dtype, always available."""
+    dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    return Backend("reference", ("cpu", "cuda"), dtypes, lambda: None, run)
 
 
 def format_reasons(reasons: dict[str, list[str]]) -> str:

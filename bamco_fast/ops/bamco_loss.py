@@ -26,17 +26,27 @@ import math
 
 import torch
 
+from ..kernels.bamco_loss_plan import ALL_VIEWS, VIEW_PAIRS
 from . import _backends
+from ._tolerance import Tolerance
 
-_MODES = {"views": 0, "pairs": 1}
+# ``mode`` names -> the int the op schemas take (C++ and Triton alike).
+_MODES = {"views": ALL_VIEWS, "pairs": VIEW_PAIRS}
 OP_NAME = "bamco_loss"
 
-# Declared tolerances of the fused backends against the float64 oracle, per input dtype (atol, rtol).
-TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
-    torch.float64: (1e-10, 1e-9),
-    torch.float32: (2e-5, 2e-5),
-    torch.float16: (2e-2, 2e-2),
-    torch.bfloat16: (6e-2, 6e-2),
+# How close every fast path (a fused backend, or any backend below float64) must come to the float64
+# reference: error <= factor x the reference's own error in that dtype + floor, errors relative to the
+# largest exact entry (see :mod:`bamco_fast.ops._tolerance`). Every test of this op reads this table.
+#   factor 2: a path may round twice as badly as the pure-torch reference, not worse.
+#   floor, float64: the backends agree with a literal Eq. 1 to ~1e-14; 1e-10 leaves room for long sums
+#     (1450 classes, D = 512) while a wrong term shows at >= 1e-6.
+#   floor, 16-bit and float32: 16 units in the last place of an O(1) result, for tensors the reference
+#     happens to get nearly exact.
+TOLERANCES: dict[torch.dtype, Tolerance] = {
+    torch.float64: Tolerance(factor=2.0, floor=1e-10),
+    torch.float32: Tolerance(factor=2.0, floor=16 * torch.finfo(torch.float32).eps),
+    torch.float16: Tolerance(factor=2.0, floor=16 * torch.finfo(torch.float16).eps),
+    torch.bfloat16: Tolerance(factor=2.0, floor=16 * torch.finfo(torch.bfloat16).eps),
 }
 
 
@@ -68,7 +78,7 @@ def bamco_loss_reference(
     if upcast and features.dtype in (torch.float16, torch.bfloat16):
         features, prototypes = features.float(), prototypes.float()
     num_views = features.shape[1]
-    if _MODES[mode] == 1 and num_views > 2:
+    if _MODES[mode] == VIEW_PAIRS and num_views > 2:
         losses = [
             _views_loss_reference(features[:, [a, b]], labels, prototypes, temperature)
             for a, b in itertools.combinations(range(num_views), 2)
@@ -107,8 +117,8 @@ def check_inputs(
 
     Raises:
         TypeError: a non-tensor argument, non-floating features/prototypes, non-integer labels.
-        ValueError: wrong ranks or sizes, V < 2, empty batch, mismatched dtype/device, labels outside
-            [0, C), non-positive or non-finite temperature.
+        ValueError: wrong ranks or sizes, V < 2, D = 0, empty batch, mismatched dtype/device, labels
+            outside [0, C), a temperature that is not finite or below :func:`min_temperature`.
     """
     for name, t in (("features", features), ("labels", labels), ("prototypes", prototypes)):
         if not isinstance(t, torch.Tensor):
@@ -124,6 +134,10 @@ def check_inputs(
     batch, num_views, dim = features.shape
     if batch == 0:
         raise ValueError(f"{OP_NAME}: features must hold at least one sample, got {tuple(features.shape)}")
+    if dim == 0:
+        raise ValueError(
+            f"{OP_NAME}: features need D >= 1 dimensions (rows are L2-normalised), got {tuple(features.shape)}"
+        )
     if num_views < 2:
         raise ValueError(f"{OP_NAME}: features need V >= 2 views per sample, got {tuple(features.shape)}")
     if prototypes.dim() != 2 or prototypes.shape[1] != dim or prototypes.shape[0] == 0:
@@ -144,6 +158,14 @@ def check_inputs(
         )
     if not isinstance(temperature, (int, float)) or not (0 < float(temperature) < float("inf")):
         raise ValueError(f"{OP_NAME}: temperature must be a finite number > 0, got {temperature!r}")
+    num_keys = num_views * batch + prototypes.shape[0]
+    lowest = min_temperature(features.dtype, num_keys)
+    if float(temperature) < lowest:
+        raise ValueError(
+            f"{OP_NAME}: temperature must be >= {lowest:.3g} for {str(features.dtype).replace('torch.', '')} "
+            f"features with {num_keys} keys (logits z.k / T of unit rows reach 1 / T and their sums must stay "
+            f"finite), got {temperature!r}"
+        )
     if not torch.compiler.is_compiling():
         num_classes = prototypes.shape[0]
         lo, hi = torch.aminmax(labels)
@@ -153,6 +175,19 @@ def check_inputs(
                 f"{OP_NAME}: labels must lie in [0, {num_classes}) (C = prototypes.shape[0]), "
                 f"got values in [{lo}, {hi}]"
             )
+
+
+def min_temperature(dtype: torch.dtype, num_keys: int) -> float:
+    """The smallest temperature every backend accepts for ``num_keys`` keys (V*B anchors + C prototypes).
+
+    With unit rows the logits z.k / T reach 1 / T. Every backend sums up to ``num_keys`` such terms (the
+    positives of an anchor, the loss over the anchors) in its compute dtype (float64 for float64 inputs,
+    else float32), and the loss, up to 2 / T + log(num_keys), must fit the input dtype. The factor 4 covers
+    both with room, so below this bound no backend could return a finite answer reliably, and all of them
+    refuse the same inputs (one backend returning 4.5e37 where another overflows is not an answer).
+    """
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    return max(4.0 * num_keys / torch.finfo(compute).max, 4.0 / torch.finfo(dtype).max)
 
 
 def check_finite_result(loss: torch.Tensor, features: torch.Tensor, prototypes: torch.Tensor) -> None:
@@ -173,8 +208,8 @@ def check_finite_result(loss: torch.Tensor, features: torch.Tensor, prototypes: 
     raise ValueError(f"{OP_NAME}: the loss is not finite although the inputs are (temperature too small?)")
 
 
-def _check_grad_available(grad: torch.Tensor) -> None:
-    if grad.numel() == 0:
+def _check_grad_available(ctx) -> None:
+    if not ctx.grad_computed:
         raise RuntimeError(
             f"{OP_NAME}: backward called on a loss computed without gradient (inputs did not require grad)"
         )
@@ -183,6 +218,8 @@ def _check_grad_available(grad: torch.Tensor) -> None:
 def _setup_context(ctx, inputs, output) -> None:
     _, grad_features, grad_prototypes = output
     ctx.save_for_backward(grad_features, grad_prototypes)
+    # The compute_grad flag itself, not the size of the saved gradients (those are empty for D = 0 too).
+    ctx.grad_computed = bool(inputs[5])
     # The gradient outputs never receive gradient; without this, autograd would fill two zero tensors of
     # the inputs' sizes for them on every backward.
     ctx.set_materialize_grads(False)
@@ -193,7 +230,7 @@ def _backward(ctx, grad_loss, _grad_f, _grad_p):
         return None, None, None, None, None, None
     _backends.check_first_order_backward(OP_NAME)
     grad_features, grad_prototypes = ctx.saved_tensors
-    _check_grad_available(grad_features)
+    _check_grad_available(ctx)
     if _hand_over(grad_loss):  # plain loss.backward(): the saved gradients are the answer
         return grad_features, None, grad_prototypes, None, None, None
     return grad_loss * grad_features, None, grad_loss * grad_prototypes, None, None, None
@@ -247,12 +284,20 @@ def cpp_op():
     return torch.ops.bamco_fast.bamco_loss.default
 
 
+_TRITON_REGISTERED = False
+
+
 @_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
 def _register_triton() -> None:
     """Import the Triton kernels (which define the op) and attach the autograd formula (once)."""
+    global _TRITON_REGISTERED
+    if _TRITON_REGISTERED:
+        return
     from ..kernels import bamco_loss as kernel  # lazy: Triton is optional
 
-    kernel.registered_op(_setup_context, _backward)
+    kernel.registered_op()
+    torch.library.register_autograd("bamco_fast::bamco_loss_triton", _backward, setup_context=_setup_context)
+    _TRITON_REGISTERED = True
 
 
 def triton_op():
@@ -278,44 +323,34 @@ def _fused(op, features, labels, prototypes, temperature, mode):
     return loss
 
 
-BACKENDS: tuple[_backends.Backend, ...] = (
-    _backends.Backend(
-        name="triton",
-        devices=("cuda",),
-        dtypes=(torch.float32, torch.float16, torch.bfloat16),
-        availability=_backends.triton_availability,
-    ),
-    _backends.Backend(
-        name="cpp",
-        devices=("cpu",),
-        dtypes=(torch.float32, torch.float64),
-        availability=_backends.cpp_availability,
-    ),
-    _backends.Backend(
-        name="reference",
-        devices=("cpu", "cuda"),
-        dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
-        availability=lambda: None,
+def _run_reference(features, labels, prototypes, temperature, mode):
+    return bamco_loss_reference(features, labels, prototypes, temperature, mode)
+
+
+def _run_cpp(features, labels, prototypes, temperature, mode):
+    return _fused(cpp_op(), features, labels, prototypes, temperature, _MODES[mode])
+
+
+def _run_triton(features, labels, prototypes, temperature, mode):
+    return _fused(triton_op(), features, labels, prototypes, temperature, _MODES[mode])
+
+
+# The backends in priority order; each ``run`` takes validated (features, labels, prototypes, temperature,
+# mode) and returns the loss.
+TABLE = _backends.BackendTable(
+    OP_NAME,
+    (
+        _backends.triton_backend(_run_triton, (torch.float32, torch.float16, torch.bfloat16)),
+        _backends.cpp_backend(_run_cpp),
+        _backends.reference_backend(_run_reference),
     ),
 )
-
-
-def backends(explicit: bool = False) -> tuple[_backends.Backend, ...]:
-    """The backend table in priority order.
-
-    Args:
-        explicit: the backend was named by the caller; only then may the Triton entry take CPU tensors,
-            and only under ``TRITON_INTERPRET=1`` (automatic choice never sends CPU tensors to Triton).
-    """
-    triton = BACKENDS[0]
-    if explicit and _backends.triton_interpreted():
-        triton = _backends.Backend(triton.name, ("cuda", "cpu"), triton.dtypes, triton.availability)
-    return (triton, *BACKENDS[1:])
+backends = TABLE.backends
 
 
 def select_backend(features: torch.Tensor, backend: str | None) -> _backends.Backend:
     """The backend that runs these features (see :func:`bamco_fast.ops._backends.select`)."""
-    return _backends.select_for_op(OP_NAME, backends, backend, features.device, features.dtype)
+    return TABLE.select(backend, features.device, features.dtype)
 
 
 def bamco_loss(
@@ -330,12 +365,6 @@ def bamco_loss(
     if mode not in _MODES:
         raise ValueError(f"{OP_NAME}: mode must be one of {list(_MODES)}, got {mode!r}")
     check_inputs(features, labels, prototypes, temperature)
-    chosen = select_backend(features, backend)
-    if chosen.name == "reference":
-        loss = bamco_loss_reference(features, labels, prototypes, temperature, mode)
-    elif chosen.name == "cpp":
-        loss = _fused(cpp_op(), features, labels, prototypes, temperature, _MODES[mode])
-    else:
-        loss = _fused(triton_op(), features, labels, prototypes, temperature, _MODES[mode])
+    loss = select_backend(features, backend).run(features, labels, prototypes, temperature, mode)
     check_finite_result(loss, features, prototypes)
     return loss

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
 from bamco_fast.ops import _backends, bamco_loss
-from bamco_fast.ops._backends import Backend, BackendUnavailableError
+from bamco_fast.ops._backends import Backend, BackendTable, BackendUnavailableError
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
 
 
+def _runner(name):
+    return lambda *args: name
+
+
 def table(triton_ok: bool, cpp_ok: bool):
     return (
-        Backend("triton", ("cuda",), (torch.float32,), lambda: None if triton_ok else "no triton here"),
-        Backend("cpp", ("cpu",), (torch.float32,), lambda: None if cpp_ok else "no _C here"),
-        Backend("reference", ("cpu", "cuda"), (torch.float32, torch.float16), lambda: None),
+        Backend(
+            "triton",
+            ("cuda",),
+            (torch.float32,),
+            lambda: None if triton_ok else "no triton here",
+            _runner("t"),
+        ),
+        Backend("cpp", ("cpu",), (torch.float32,), lambda: None if cpp_ok else "no _C here", _runner("c")),
+        Backend("reference", ("cpu", "cuda"), (torch.float32, torch.float16), lambda: None, _runner("r")),
     )
 
 
@@ -131,3 +144,30 @@ def test_compile_constant_sets_the_marker_torch_uses():
     assert vars(ours) == public
     for fn in (_backends.cpp_availability, _backends.triton_availability, bamco_loss._register_cpp):
         assert getattr(fn, "_dynamo_marked_constant", False), fn.__name__
+
+
+def test_a_table_carries_each_backends_callable(monkeypatch):
+    """Dispatch runs the chosen entry's own callable: adding a backend is one entry in one table."""
+    monkeypatch.setattr(_backends, "_CHOSEN", {})
+    toy = BackendTable("toy", table(True, True))
+    assert toy.select(None, CPU, torch.float32).run() == "c"
+    assert toy.select(None, CUDA, torch.float32).run() == "t"
+    assert toy.select("reference", CPU, torch.float32).run() == "r"
+    assert toy.backends(explicit=True) == toy.entries  # no entry asks for CPU tensors under the interpreter
+
+
+def test_kernels_never_import_the_op_layer():
+    """The Triton kernels sit below the op front-ends: no module of ``bamco_fast.kernels`` imports
+    ``bamco_fast.ops`` (the shared probe lives in ``bamco_fast.kernels._probe``)."""
+    import bamco_fast.kernels
+
+    for path in Path(bamco_fast.kernels.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("bamco_fast.ops", "..ops")), f"{path.name} imports {name}"

@@ -57,7 +57,7 @@ from bamco_fast.kernels import aot, bamco_loss
 target = aot.TARGETS["sm_90"]
 out = {}
 for name, overrides in CANDIDATES.items():
-    with bamco_loss.tuned(**overrides), aot.record_launches(target) as recorded:
+    with bamco_loss.launch_settings(**overrides), aot.record_launches(target) as recorded:
         aot.CASES["loss-b32768"][0](torch.bfloat16)
     hot = [launch for launch in recorded if launch.kernel.fn.__name__ in ("_fwd_kernel", "_grad_kernel")]
     out[name] = [asdict(r) for r in aot.compile_launches(hot, target, name, "bfloat16")]
