@@ -32,6 +32,10 @@ def report() -> str:
             f"bamco_fast._C: loaded (built for torch {info.get('torch_version')}, {info.get('compiler')}, "
             f"OpenMP {info.get('openmp')}, {torch.get_num_threads()} threads)"
         )
+        lines.append(
+            f"  CPU kernels: {_cpp.cpu_isa()} (this CPU runs {', '.join(_cpp.cpu_isa_levels())}; "
+            "BAMCO_FAST_CPU_ISA to force)"
+        )
     else:
         lines.append(f"bamco_fast._C: NOT loaded: {_cpp.load_error()}")
     if torch.cuda.is_available():

@@ -66,6 +66,7 @@ def test_info_reports_extension_and_cpp_backends(capsys):
     out = capsys.readouterr().out
     assert "bamco_fast._C: loaded (built for torch" in out
     assert "cpp       [cpu; float32,float64]: ok" in out
+    assert f"CPU kernels: {_cpp.cpu_isa()} (this CPU runs {', '.join(_cpp.cpu_isa_levels())}" in out
 
 
 def test_import_stays_light():
