@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (the main job on its embedded default) and `make test` (the whole suite).
+# Two entry points: `make demo` (both stages on their embedded default) and `make test` (the whole suite).
 # Both create .venv and install the project into it when needed.
 PYTHON ?= python3
 VENV   := .venv
@@ -18,8 +18,11 @@ $(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc
 
 install: $(STAMP)
 
+# The two stages on the packaged VQA-RAD subset: pretrain a knowledge space, then fine-tune and evaluate VQA.
 demo: install
-	$(BIN)/python -m bamco_fast.train demo
+	rm -rf runs/demo
+	$(BIN)/python -m bamco_fast.train pretrain --out runs/demo/pretrain
+	$(BIN)/python -m bamco_fast.train vqa --knowledge-space runs/demo/pretrain --set out=runs/demo/vqa
 
 lint: install
 	$(BIN)/ruff check .

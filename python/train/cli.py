@@ -1,23 +1,30 @@
-"""Command line of the training pipeline: ``python -m bamco_fast.train <command> [options]``."""
+"""Command line of the training pipeline: ``python -m bamco_fast.train <command> [options]``.
+
+``pretrain`` trains a knowledge space (with no options: the embedded demo on the packaged VQA-RAD subset);
+``vqa`` fine-tunes the knowledge-driven VQA model on a knowledge space and evaluates it once on test.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from . import demo
+from . import pretrain, vqa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bamco_fast.train", description="BaMCo training pipeline."
-    )
+    parser = argparse.ArgumentParser(prog="python -m bamco_fast.train", description="BaMCo training pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo.add_arguments(sub.add_parser("demo", help=demo.__doc__.splitlines()[0]))
+    pretrain.add_arguments(sub.add_parser("pretrain", help=pretrain.__doc__.splitlines()[0]))
+    vqa.add_arguments(
+        sub.add_parser("vqa", help="knowledge-driven VQA: fine-tune, select on validation, evaluate once")
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return demo.run(demo.DemoConfig.from_args(args))
+    if args.command == "pretrain":
+        return pretrain.run(args)
+    if args.command == "vqa":
+        return vqa.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")

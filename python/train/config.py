@@ -1,0 +1,424 @@
+"""Typed run configurations: nested dataclasses, YAML/JSON files, ``--set a.b=value`` overrides.
+
+A stage defines its configuration as a tree of dataclasses (this module supplies the parts shared by
+both stages: :class:`OptimConfig` and :class:`LoopConfig`). Values come, in order, from the preset (a
+function returning a config), a ``--config FILE.yaml|json`` file, then ``--set a.b=value`` overrides.
+Every key is checked against the dataclass fields: an unknown key is an error that lists the valid keys
+of that level. Values are coerced to the declared field type (``"1e-3"`` -> ``0.001`` for a ``float``,
+``"true"`` -> ``True`` for a ``bool``, ``"0.9,0.98"`` -> ``(0.9, 0.98)`` for a tuple, ``"none"`` ->
+``None`` for an optional field). The resolved config is written into the run folder
+(:func:`save_resolved`), and :func:`fingerprint` hashes the fields that change the numerics, so a
+resume from a checkpoint of another configuration can be refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "ConfigError",
+    "LoopConfig",
+    "OptimConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "diff_configs",
+    "fingerprint",
+    "flat_keys",
+    "load_config_file",
+    "resolve_config",
+    "save_resolved",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key, the expected and the received."""
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then half-cosine decay, stepped every optimiser step.
+
+    ``lr(step) = lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``, then
+    ``min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * (step - warmup_steps) / (total - warmup_steps)))``.
+    Weight decay applies to parameters with ``ndim >= 2`` (matrices) only; biases, norms and scalars get 0.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 5
+    min_lr: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", "a number > 0", self.lr)
+        _check(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", self.warmup_steps)
+        _check(0 <= self.min_lr <= self.lr, "optim.min_lr", f"a number in [0, lr={self.lr}]", self.min_lr)
+        _check(self.grad_clip >= 0, "optim.grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "optim.betas",
+            "two numbers in [0, 1)",
+            self.betas,
+        )
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    """Settings of the shared training loop (:func:`bamco_fast.train.loop.train`).
+
+    ``batch_size`` is the global batch: under ``torchrun`` each of the ``W`` ranks takes ``batch_size / W``
+    samples of it, so the optimisation is the same as on one process.
+    """
+
+    epochs: int = 300
+    max_steps: int = 0  # > 0: end training (schedule included) after this many steps, with a final validation
+    batch_size: int = 48
+    seed: int = 0
+    eval_every_epochs: int = 1  # validation (and best-model selection) every this many epochs and at the end
+    checkpoint_every_steps: int = 0  # extra checkpoints inside an epoch; 0 = only at epoch ends
+    keep_last: int = 3  # rolling checkpoints kept (the best one is kept apart)
+    log_every_steps: int = 10
+    precision: str = "bf16"  # "bf16": bf16 autocast on CUDA (CPU stays fp32); "fp32": no autocast
+    device: str = "auto"  # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1"
+    stop_at_step: int = 0  # stop (with a resumable checkpoint) after this global step; 0 = run to the end
+    progress: bool = True
+    tensorboard: bool = True
+    plot: bool = True
+    num_threads: int = 0  # torch.set_num_threads on CPU; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "loop.epochs", "an integer >= 1", self.epochs)
+        _check(self.max_steps >= 0, "loop.max_steps", "an integer >= 0 (0 = epochs decide)", self.max_steps)
+        _check(self.batch_size >= 1, "loop.batch_size", "an integer >= 1", self.batch_size)
+        _check(
+            self.eval_every_epochs >= 1, "loop.eval_every_epochs", "an integer >= 1", self.eval_every_epochs
+        )
+        _check(
+            self.checkpoint_every_steps >= 0,
+            "loop.checkpoint_every_steps",
+            ">= 0",
+            self.checkpoint_every_steps,
+        )
+        _check(self.keep_last >= 1, "loop.keep_last", "an integer >= 1", self.keep_last)
+        _check(self.log_every_steps >= 1, "loop.log_every_steps", "an integer >= 1", self.log_every_steps)
+        _check(self.precision in ("bf16", "fp32"), "loop.precision", "'bf16' or 'fp32'", self.precision)
+        _check(self.stop_at_step >= 0, "loop.stop_at_step", "an integer >= 0", self.stop_at_step)
+        _check(self.num_threads >= 0, "loop.num_threads", "an integer >= 0", self.num_threads)
+
+
+# Fields that do not change what is computed: they may differ between a run and its resume.
+RESUME_FREE_KEYS: frozenset[str] = frozenset(
+    {
+        "out",
+        "loop.progress",
+        "loop.tensorboard",
+        "loop.plot",
+        "loop.keep_last",
+        "loop.log_every_steps",
+        "loop.num_threads",
+        "loop.stop_at_step",
+        "loop.checkpoint_every_steps",
+        "loop.device",
+    }
+)
+
+
+def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r}: expected {expected}, got {got!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists) of a dataclass config, JSON-serialisable."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _unknown_key_error(key: str, valid: Iterable[str]) -> ConfigError:
+    valid = sorted(valid)
+    return ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(valid)}")
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], *, prefix: str = "") -> T:
+    """Build ``cls`` from a (possibly partial) nested dict; missing keys take the dataclass defaults."""
+    return _merge(cls, None, data, prefix)
+
+
+def _merge(cls: type[T], base: T | None, data: dict[str, Any], prefix: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix or '<root>'!r}: expected a mapping, got {data!r}")
+    types_ = _field_types(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise _unknown_key_error(prefix + key, (prefix + n for n in names))
+    values: dict[str, Any] = {}
+    for name in names:
+        current = getattr(base, name) if base is not None else None
+        tp = types_[name]
+        if name in data:
+            if _is_dataclass_type(tp):
+                values[name] = _merge(tp, current, data[name], f"{prefix}{name}.")
+            else:
+                values[name] = coerce(data[name], tp, prefix + name)
+        elif base is not None:
+            values[name] = current
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field without a value
+        raise ConfigError(f"config section {prefix or '<root>'!r}: {exc}") from None
+
+
+def apply_overrides(config: T, data: dict[str, Any]) -> T:
+    """A copy of ``config`` with the (nested, partial) ``data`` applied, checked and coerced."""
+    return _merge(type(config), config, data, "")
+
+
+def flat_keys(cls_or_config: Any, prefix: str = "") -> list[str]:
+    """Every settable dotted key of a config class or instance, e.g. ``["loop.epochs", ...]``."""
+    cls = cls_or_config if isinstance(cls_or_config, type) else type(cls_or_config)
+    out: list[str] = []
+    for name, tp in _field_types(cls).items():
+        if _is_dataclass_type(tp):
+            out.extend(flat_keys(tp, f"{prefix}{name}."))
+        else:
+            out.append(prefix + name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# coercion
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML/JSON or a ``--set`` string) to the declared type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        is_none = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
+        for member in members:
+            try:
+                return coerce(value, member, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"config key {key!r}: expected a boolean (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                as_float = float(value)
+            except ValueError:
+                as_float = None
+            if as_float is not None and as_float.is_integer():
+                return int(as_float)
+        raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+    if origin in (tuple, list):
+        items = _as_sequence(value, key)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ConfigError(f"config key {key!r}: expected {len(args)} values, got {value!r}")
+            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+        elem = args[0] if args else Any
+        out = [coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(items)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if isinstance(value, str):
+            value = _parse_json(value, key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"config key {key!r}: unsupported field type {_type_name(tp)}")
+
+
+def _as_sequence(value: Any, key: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            parsed = _parse_json(text, key)
+            if isinstance(parsed, list):
+                return parsed
+        return [] if not text else [part.strip() for part in text.split(",")]
+    raise ConfigError(f"config key {key!r}: expected a list (or 'a,b,c'), got {value!r}")
+
+
+def _parse_json(text: str, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config key {key!r}: value {text!r} is not valid JSON ({exc.msg})") from None
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# files and command-line overrides
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``.yaml``/``.yml`` or ``.json`` config file into a nested dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config {path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {path}: malformed YAML: {exc}") from None
+    else:
+        raise ConfigError(f"--config: expected a .yaml, .yml or .json file, got {path}")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``["loop.epochs=3", "optim.lr=1e-4"]`` -> ``{"loop": {"epochs": "3"}, "optim": {"lr": "1e-4"}}``.
+
+    Values stay strings here; :func:`apply_overrides` coerces them to the declared field types.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set: expected KEY=VALUE (e.g. loop.epochs=3), got {item!r}")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is set both as a value and as a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def resolve_config(base: T, config_file: str | Path | None = None, sets: Sequence[str] = ()) -> T:
+    """``base`` (a preset) <- ``config_file`` <- ``--set`` overrides, each checked and coerced."""
+    config = base
+    if config_file is not None:
+        config = apply_overrides(config, load_config_file(config_file))
+    if sets:
+        config = apply_overrides(config, parse_set(sets))
+    return config
+
+
+def save_resolved(config: Any, folder: Path) -> Path:
+    """Write ``config.json`` (and ``config.yaml`` when PyYAML is installed) into ``folder``; return the JSON."""
+    from .checkpoint import atomic_write_bytes
+
+    data = config_to_dict(config)
+    path = Path(folder) / "config.json"
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+    try:
+        import yaml
+    except ImportError:
+        return path
+    atomic_write_bytes(Path(folder) / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+    return path
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def fingerprint(config: Any | dict[str, Any], ignore: Iterable[str] = RESUME_FREE_KEYS) -> str:
+    """SHA-256 of the config without the keys that do not change the numerics (``ignore``)."""
+    data = config if isinstance(config, dict) else config_to_dict(config)
+    flat = {k: v for k, v in _flatten(data).items() if k not in set(ignore)}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+
+
+def diff_configs(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = RESUME_FREE_KEYS) -> list[str]:
+    """Human-readable ``key: a -> b`` lines for the keys (outside ``ignore``) whose values differ."""
+    fa, fb = _flatten(a), _flatten(b)
+    skip = set(ignore)
+    lines = []
+    for key in sorted(set(fa) | set(fb)):
+        if key in skip:
+            continue
+        if fa.get(key, "<absent>") != fb.get(key, "<absent>"):
+            lines.append(f"{key}: {fa.get(key, '<absent>')!r} -> {fb.get(key, '<absent>')!r}")
+    return lines

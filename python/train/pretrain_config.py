@@ -1,0 +1,224 @@
+"""Configuration of the pretraining stage and its presets (slake, vqa-rad, pathvqa, demo).
+
+The presets hold the paper's values (batch 48, 300 epochs, AdamW lr 1e-3 with weight decay 0.2 on
+matrices, 5 warm-up steps then cosine, 512-d space, K = 36 intra-class images of 84x84, text context 256
+from BiomedCLIP's tokenizer); paths point at ``../shared/data`` style locations and are meant to be
+overridden with ``--set data.train_knowledge=... data.image_root=...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bamco_fast.models.knowledge_space import KnowledgeSpaceConfig
+
+from .config import ConfigError, LoopConfig, OptimConfig
+
+__all__ = [
+    "PRESETS",
+    "DataConfig",
+    "EvalConfig",
+    "ObjectiveConfig",
+    "PretrainConfig",
+    "TinyTowersConfig",
+    "preset",
+]
+
+PUBLISHED_TEXT_PROBABILITIES = (0.33, 0.67 * 0.34, 0.67 * 0.66)  # entity, definition, relation
+
+
+@dataclass
+class DataConfig:
+    """Knowledge records and images.
+
+    ``train_knowledge``/``val_knowledge`` are knowledge files (JSON list of 7-field records, as written by
+    ``python -m bamco_fast.knowledge build``); images are relative to ``image_root``. With no
+    ``val_knowledge``, ``val_fraction`` of the training *images* (and all their records) are held out
+    for validation (seeded), so no validation image is seen in training.
+    """
+
+    dataset: str = "slake"
+    train_knowledge: str = ""
+    val_knowledge: str = ""
+    image_root: str = ""
+    image_map: str = ""  # optional JSON {id: file name} for knowledge files that use generated image ids
+    val_fraction: float = 0.1
+    missing_definition: str = "name"  # def_head null -> entity name ("name") or drop the record ("drop")
+    intra_from_pool_p: float = 0.8
+    text_probabilities: tuple[float, float, float] = PUBLISHED_TEXT_PROBABILITIES
+    augment_reference: bool = True
+    augment_intra: bool = True
+    cache_image_features: bool = False  # needs augment_reference=false (a change from the paper)
+    cache_resolution: int = 0  # side of the decoded uint8 cache; 0 = max(256, image size)
+    cache_file: str = ""  # optional path of an on-disk image cache (reused when its sources are unchanged)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(
+                f"config key 'data.val_fraction': expected a number in [0, 1), got {self.val_fraction!r}"
+            )
+        if self.missing_definition not in ("name", "drop"):
+            raise ConfigError(
+                f"config key 'data.missing_definition': expected 'name' or 'drop', got {self.missing_definition!r}"
+            )
+        if self.cache_image_features and self.augment_reference:
+            raise ConfigError(
+                "config key 'data.cache_image_features': the frozen image features can only be cached when the "
+                "reference image is not augmented; set data.augment_reference=false as well"
+            )
+
+
+@dataclass
+class ObjectiveConfig:
+    """Training loss: ``"bamco"`` (the paper's) or ``"alignment"`` (plain CLIP contrastive baseline).
+
+    ``alignment``: the mean over the pairs (f1, f3), (f1, f2), (f2, f3) of the symmetric InfoNCE loss
+    with in-batch negatives at ``model.temperature`` (no classifier, no prototypes, no class balancing).
+    """
+
+    loss: str = "bamco"
+    backend: str | None = None  # contrastive-loss backend: None (automatic), triton, cpp, reference
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("bamco", "alignment"):
+            raise ConfigError(
+                f"config key 'objective.loss': expected 'bamco' or 'alignment', got {self.loss!r}"
+            )
+
+
+@dataclass
+class EvalConfig:
+    """Matching evaluation (:mod:`bamco_fast.matching`) on the validation records."""
+
+    protocol: str = "full"  # "full" (all distinct strings) or "in-batch" (the published protocol)
+    batch_size: int = 48  # chunk size of the in-batch protocol, and of evaluation forwards
+    intra: str = (
+        "repeat"  # intra-class stack at evaluation: "repeat" (own image K times, published) or "pool"
+    )
+    selection_metric: str = "mean"  # key of the matching scores used to choose best.pt
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("full", "in-batch"):
+            raise ConfigError(
+                f"config key 'eval.protocol': expected 'full' or 'in-batch', got {self.protocol!r}"
+            )
+        if self.intra not in ("repeat", "pool"):
+            raise ConfigError(f"config key 'eval.intra': expected 'repeat' or 'pool', got {self.intra!r}")
+
+
+@dataclass
+class TinyTowersConfig:
+    """Tiny BiomedCLIP-shaped towers built into ``<out>/towers`` (demo/tests); used when ``enabled``.
+
+    The WordPiece vocabulary is trained on the training strings; ``model.tower`` is then set to
+    ``local-dir:<out>/towers`` and ``model.embed_dim`` to ``embed_dim``.
+    """
+
+    enabled: bool = False
+    image_size: int = 64
+    embed_dim: int = 64
+    context_length: int = 64
+    text_width: int = 64
+    text_layers: int = 2
+    vocab_size: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs (``python -m bamco_fast.train pretrain``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: KnowledgeSpaceConfig = field(default_factory=KnowledgeSpaceConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tiny: TinyTowersConfig = field(default_factory=TinyTowersConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    out: str = "runs/pretrain"
+
+
+def _paper(dataset: str, **data) -> PretrainConfig:
+    return PretrainConfig(
+        data=DataConfig(dataset=dataset, **data),
+        model=KnowledgeSpaceConfig(),  # BiomedCLIP towers, D = 512, K = 36 images of 84 x 84
+        loop=LoopConfig(epochs=300, batch_size=48),
+        optim=OptimConfig(lr=1e-3, weight_decay=0.2, warmup_steps=5),
+        out=f"runs/pretrain-{dataset}",
+    )
+
+
+def slake() -> PretrainConfig:
+    """Slake: our knowledge records of Slake train / validate (``python -m bamco_fast.knowledge build``)."""
+    return _paper(
+        "slake",
+        train_knowledge="runs/knowledge/slake-train.json",
+        val_knowledge="runs/knowledge/slake-validate.json",
+        image_root="../shared/data/slake/imgs",
+    )
+
+
+def vqa_rad() -> PretrainConfig:
+    """VQA-RAD: BaMCo's published training records; validation carved from train by image."""
+    return _paper(
+        "vqa-rad",
+        train_knowledge="../shared/data/bamco_kg/VQARAD/KG_VQARAD_Train.json",
+        image_map="../shared/data/bamco_kg/VQARAD/image_id_to_synpic.json",
+        image_root="../shared/data/vqa_rad/VQA_RAD Image Folder",
+    )
+
+
+def pathvqa() -> PretrainConfig:
+    """PathVQA: set ``data.train_knowledge`` to a PathVQA knowledge file (none can be built offline);
+    validation carved from train by image."""
+    return _paper("pathvqa", image_root="../shared/data/pathvqa/images")
+
+
+def demo() -> PretrainConfig:
+    """The packaged VQA-RAD subset with tiny towers, sized for a few minutes on 2 CPU cores.
+
+    Differences from the paper (all for CPU time): tiny towers (64-d, 64-px images, context 64), K = 64
+    intra-class images of 32 x 32 (the smallest stack the encoder accepts), encoder width 1, batch 16,
+    60 steps (0.7 epoch), lr 2e-3, and the reference image not augmented so its frozen features are computed once.
+    """
+    from bamco_fast.demo_data import demo_paths
+
+    paths = demo_paths()
+    return PretrainConfig(
+        data=DataConfig(
+            dataset="demo",
+            train_knowledge=str(paths.knowledge["train"]),
+            val_knowledge=str(paths.knowledge["validate"]),
+            image_root=str(paths.images),
+            augment_reference=False,
+            cache_image_features=True,
+            cache_resolution=64,
+        ),
+        model=KnowledgeSpaceConfig(embed_dim=64, num_images=64, intra_image_size=32, feature_size=1),
+        tiny=TinyTowersConfig(enabled=True),
+        loop=LoopConfig(epochs=1, max_steps=60, batch_size=16, log_every_steps=5),
+        optim=OptimConfig(lr=2e-3, weight_decay=0.2, warmup_steps=5),
+        out="runs/pretrain-demo",
+    )
+
+
+PRESETS: dict[str, Callable[[], PretrainConfig]] = {
+    "slake": slake,
+    "vqa-rad": vqa_rad,
+    "pathvqa": pathvqa,
+    "demo": demo,
+}
+
+
+def preset(name: str) -> PretrainConfig:
+    """The preset ``name`` (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]()
+
+
+def replace(config: PretrainConfig, **sections) -> PretrainConfig:
+    """``dataclasses.replace`` for the top level."""
+    return dataclasses.replace(config, **sections)

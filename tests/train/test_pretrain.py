@@ -1,0 +1,137 @@
+"""The pretraining stage end to end on a slice of the packaged demo data, with tiny towers on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bamco_fast.demo_data import demo_paths
+from bamco_fast.train import pretrain
+from bamco_fast.train.checkpoint import load_checkpoint
+
+RECORDS_TRAIN, RECORDS_VAL = 16, 24
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Knowledge files holding the first records of the demo's train/validate files, and tiny towers."""
+    from bamco_fast.models.tiny import build_tiny_towers
+
+    root = tmp_path_factory.mktemp("pretrain_data")
+    paths = demo_paths()
+    train = json.loads(paths.knowledge["train"].read_text())[:RECORDS_TRAIN]
+    val = json.loads(paths.knowledge["validate"].read_text())[:RECORDS_VAL]
+    (root / "train.json").write_text(json.dumps(train))
+    (root / "val.json").write_text(json.dumps(val))
+    texts = [r[k] or "" for r in train for k in ("head_entity", "def_head", "tail_entity", "relation")]
+    towers = build_tiny_towers(root / "towers", texts, image_size=32, embed_dim=32, context_length=32)
+    return {"train": root / "train.json", "val": root / "val.json", "images": paths.images, "towers": towers}
+
+
+def _args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    sets = [
+        f"data.train_knowledge={data['train']}",
+        f"data.val_knowledge={data['val']}",
+        f"data.image_root={data['images']}",
+        "data.cache_resolution=32",
+        f"model.tower=local-dir:{data['towers']}",
+        "model.embed_dim=32",
+        "tiny.enabled=false",
+        "loop.batch_size=4",
+        "loop.epochs=2",
+        "loop.progress=false",
+        "loop.tensorboard=false",
+        "optim.warmup_steps=2",
+    ]
+    return ["--out", str(out), *(a for s in sets for a in ("--set", s)), *extra]
+
+
+def test_cli_trains_selects_saves_and_prints_the_matching_table(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert pretrain.main(_args(data, run, "--alignment")) == 0
+    printed = capsys.readouterr().out
+    assert "untrained" in printed and "alignment" in printed and "BaMCo" in printed
+    for name in (
+        "config.json",
+        "config.yaml",
+        "metrics.jsonl",
+        "curves.png",
+        "matching.txt",
+        "matching.json",
+    ):
+        assert (run / name).is_file(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "val"}
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows if r["split"] == "train")
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    val_rows = [r for r in rows if r["split"] == "val"]
+    assert best["step"] == max(val_rows, key=lambda r: r["match/mean"])["step"]  # chosen on validation
+
+    from bamco_fast.models.knowledge_space import KnowledgeSpace
+
+    space = KnowledgeSpace.load(run / "knowledge_space")
+    assert space.num_classes == len({r["head_entity"].lower() for r in json.loads(data["train"].read_text())})
+    assert space.encode_text(["liver"]).shape == (1, 32)
+    results = json.loads((run / "matching.json").read_text())["results"]
+    assert set(results) == {"untrained", "alignment", "BaMCo"}
+    assert "intra->entity/top1" in results["BaMCo"] and "intra->entity/top1" not in results["untrained"]
+
+    assert pretrain.main(["--eval-only", str(run), "--set", "eval.protocol=in-batch"]) == 0
+    assert "protocol 'in-batch'" in capsys.readouterr().out
+
+
+def test_stop_resume_matches_uninterrupted_run(data, tmp_path):
+    assert pretrain.main(_args(data, tmp_path / "ref", "--set", "loop.epochs=1")) == 0
+    assert (
+        pretrain.main(_args(data, tmp_path / "run", "--set", "loop.epochs=1", "--set", "loop.stop_at_step=2"))
+        == 0
+    )
+    assert not (tmp_path / "run" / "knowledge_space").exists()
+    assert load_checkpoint(tmp_path / "run")["step"] == 2
+    args = _args(data, tmp_path / "run", "--set", "loop.epochs=1", "--resume", str(tmp_path / "run"))
+    assert pretrain.main(args) == 0
+    ref = load_checkpoint(tmp_path / "ref")["model"]
+    resumed = load_checkpoint(tmp_path / "run")["model"]
+    assert ref.keys() == resumed.keys()
+    for key in ref:
+        assert torch.equal(ref[key], resumed[key]), key
+
+
+def test_bad_input_gives_clear_errors(data, tmp_path, capsys):
+    assert pretrain.main(_args(data, tmp_path / "a", "--set", "loop.epoch=1")) == 2
+    assert "unknown config key 'loop.epoch'" in capsys.readouterr().err
+    assert pretrain.main(_args(data, tmp_path / "b", "--set", "data.augment_reference=true")) == 2
+    assert "augment_reference=false" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    records = json.loads(data["train"].read_text())
+    bad.write_text(json.dumps([{**r, "image": f"missing_{i}.jpg"} for i, r in enumerate(records[:7])]))
+    assert pretrain.main(_args(data, tmp_path / "c", "--set", f"data.train_knowledge={bad}")) == 2
+    err = capsys.readouterr().err
+    assert "names images that do not exist" in err and "7: 'missing_0.jpg'" in err
+    assert pretrain.main(_args(data, tmp_path / "d", "--set", "loop.stop_at_step=1")) == 0
+    resume = _args(data, tmp_path / "d", "--set", "optim.lr=0.5", "--resume", str(tmp_path / "d"))
+    assert pretrain.main(resume) == 2
+    assert "another configuration" in capsys.readouterr().err
+    assert pretrain.main(_args(data, tmp_path / "d")) == 2  # a fresh run never overwrites checkpoints
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_alignment_loss_is_symmetric_infonce():
+    gen = torch.Generator().manual_seed(0)
+    a, b = (F.normalize(torch.randn(5, 8, generator=gen), dim=-1) for _ in range(2))
+    logits = a @ b.T / 0.1
+    target = torch.arange(5)
+    expected = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    torch.testing.assert_close(pretrain.alignment_loss([a, b], 0.1, gather=False), expected)
