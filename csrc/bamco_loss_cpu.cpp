@@ -1,25 +1,26 @@
 // CPU kernel of bamco_fast::bamco_loss: the balanced multimodal contrastive loss and its gradient.
 //
-// Notation. features (B, V, D) are stacked view-major into the anchors Z (A = V*B rows); the keys are
-// K = [Z; prototypes] (M = A + C rows). For a group g of k views (mode 0: all V views; mode 1: one
-// unordered pair of views), anchor i of class y in g sees the keys of g's views plus all prototypes,
-// with class sizes cnt[c] = k*n_c + 1 and biases b_ij = -log(cnt[y_j] - [y_j == y_i]):
+// Notation. features (B, V, D) are stacked view-major into the anchors z_i (A = V*B rows); the keys are
+// the anchors followed by the prototypes (M = A + C rows). For a group g of k views (mode 0: all V
+// views; mode 1: one unordered pair of views), anchor i of class y in g sees the keys of g's views plus
+// all prototypes, with class sizes cnt[c] = k*n_c + 1 and biases b_ij = -log(cnt[y_j] - [y_j == y_i]):
 //
 //   loss_i = log sum_{j != i} exp(s_ij / T + b_ij) - (1 / (k n_y)) sum_{j in P(i)} s_ij / T,
 //
-// P(i) = the other keys of class y in g (own prototype included), s_ij = z_i . k_j. The loss is the
+// P(i) = the other keys of class y in g (own prototype included), s_ij = z_i . key_j. The loss is the
 // mean over groups of the mean over their k*B anchors. Gradient w.r.t. s_ij:
-//   G_ij = coef / T * (softmax_ij - [j in P(i)] / (k n_y)),     coef = 1 / (num_groups * k * B)
-// so dZ = G K (anchor side) and dK = G^T Z (key side).
+//   dS_ij = coef / T * (softmax_ij - [j in P(i)] / (k n_y)),     coef = 1 / (num_groups * k * B)
+// so the anchors receive dS @ keys (anchor side) and the keys dS^T @ anchors (key side).
 //
-// Algorithm. Anchors are processed in chunks of R rows. Per chunk one GEMM (BLAS, all threads) gives
-// the R x M similarities; a two-pass max / sum-exp per row and group (rows in parallel) gives the exact
-// log-sum-exp (stable for any T > 0) and, when gradients are wanted, overwrites the row with G; two
-// more GEMMs add the chunk's anchor gradient G K and its key-side contribution G^T Z_chunk. R is set
-// by a 4 MiB budget but at least 256 rows (all 96 anchors at B = 48, 299 rows at B = 1024, 256 at
-// B = 16384), so the GEMMs are big enough for BLAS to use every core. Keys are read in place (views of
-// the features and the prototypes, no stacked copy). Extra memory: R * (M + 2D) for the chunk plus the
-// gradients, O((A + C) * D); the A x M matrix is never held beyond the chunk.
+// Algorithm. Anchors are processed in chunks of chunk_rows rows. Per chunk one GEMM (BLAS, all threads)
+// gives the chunk_rows x M similarities; a two-pass max / sum-exp per row and group (rows in parallel)
+// gives the exact log-sum-exp (stable for any T > 0) and, when gradients are wanted, overwrites the row
+// with dS; two more GEMMs add the chunk's anchor gradient dS @ keys and its key-side contribution
+// dS^T @ anchors_chunk. chunk_rows is set by a 4 MiB budget but at least 256 rows (all 96 anchors at
+// B = 48, 299 rows at B = 1024, 256 at B = 16384), so the GEMMs are big enough for BLAS to use every
+// core. Keys are read in place (views of the features and the prototypes, no stacked copy). Extra
+// memory: chunk_rows * (M + 2D) for the chunk plus the gradients, O((A + C) * D); the A x M matrix is
+// never held beyond the chunk.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -126,39 +127,39 @@ BAMCO_INLINE scalar_t spans_sumexp(const scalar_t* s, const Columns<scalar_t>& c
   return sum;
 }
 
-// Pass 3: g[j] (+)= c_soft * ex[j] - c_pos * [label_j == y] (overwrite when the row has one group).
+// Pass 3: ds[j] (+)= c_soft * ex[j] - c_pos * [label_j == y] (overwrite when the row has one group).
 template <typename scalar_t>
 BAMCO_INLINE void spans_grad(const scalar_t* ex, const Columns<scalar_t>& col, const Span* spans, int nspans,
-                       int64_t y, scalar_t c_soft, scalar_t c_pos, scalar_t* g, bool overwrite) {
+                       int64_t y, scalar_t c_soft, scalar_t c_pos, scalar_t* ds, bool overwrite) {
   const int32_t* __restrict lab = col.label;
   const scalar_t* __restrict e_in = ex;
-  scalar_t* __restrict g_out = g;
+  scalar_t* __restrict ds_out = ds;
   const int32_t y32 = static_cast<int32_t>(y);
   for (int q = 0; q < nspans; ++q) {
     const int64_t b = spans[q].begin, e = spans[q].end;
     if (overwrite) {
 #pragma omp simd
-      for (int64_t j = b; j < e; ++j) g_out[j] = c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
+      for (int64_t j = b; j < e; ++j) ds_out[j] = c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
     } else {
 #pragma omp simd
-      for (int64_t j = b; j < e; ++j) g_out[j] += c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
+      for (int64_t j = b; j < e; ++j) ds_out[j] += c_soft * e_in[j] - (lab[j] == y32 ? c_pos : scalar_t(0));
     }
   }
 }
 
-// One anchor row within one group: returns the row loss (unscaled) and, if g != nullptr, adds
-// coef * dloss/ds to g. `ex` is scratch of length M.
+// One anchor row within one group: returns the row loss (unscaled) and, if ds != nullptr, adds
+// coef * dloss/ds (the row of dS) to ds. `ex` is scratch of length M.
 template <typename scalar_t>
 BAMCO_INLINE scalar_t row_group(const scalar_t* s, const Columns<scalar_t>& col, const Span* spans, int nspans, int64_t y,
-                   int64_t num_pos, scalar_t inv_t, scalar_t coef, scalar_t* ex, scalar_t* g,
+                   int64_t num_pos, scalar_t inv_t, scalar_t coef, scalar_t* ex, scalar_t* ds,
                                 bool overwrite) {
   const scalar_t same_bias = -std::log(static_cast<scalar_t>(num_pos));
   const scalar_t m = spans_max(s, col, spans, nspans, y, inv_t, same_bias);
   scalar_t pos_sum = 0;
   const scalar_t sum = spans_sumexp(s, col, spans, nspans, y, inv_t, same_bias, m, ex, pos_sum);
   const scalar_t lse = m + std::log(sum);
-  if (g != nullptr) {
-    spans_grad(ex, col, spans, nspans, y, coef * inv_t / sum, coef * inv_t / num_pos, g, overwrite);
+  if (ds != nullptr) {
+    spans_grad(ex, col, spans, nspans, y, coef * inv_t / sum, coef * inv_t / num_pos, ds, overwrite);
   }
   return lse - pos_sum * inv_t / static_cast<scalar_t>(num_pos);
 }
@@ -167,8 +168,8 @@ BAMCO_INLINE scalar_t row_group(const scalar_t* s, const Columns<scalar_t>& col,
 // baseline build (its exp is the library's).
 #define BAMCO_ROW_GROUP_F32(fn_name)                                                                     \
   float fn_name(const float* s, const Columns<float>& col, const Span* spans, int nspans, int64_t y,    \
-                int64_t num_pos, float inv_t, float coef, float* ex, float* g, bool overwrite) {         \
-    return row_group<float>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);         \
+                int64_t num_pos, float inv_t, float coef, float* ex, float* ds, bool overwrite) {         \
+    return row_group<float>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, ds, overwrite);         \
   }
 BAMCO_ROW_GROUP_F32(row_group_f32_default)
 #if BAMCO_MULTIVERSION
@@ -191,16 +192,16 @@ RowGroupF32 row_group_f32_for(cpu_isa::Level level) {
 // Row pass of one group for one anchor row (see row_group); `f32` is the float version for this call.
 BAMCO_INLINE double row_group_dispatch(RowGroupF32, const double* s, const Columns<double>& col,
                                        const Span* spans, int nspans, int64_t y, int64_t num_pos, double inv_t,
-                                       double coef, double* ex, double* g, bool overwrite) {
-  return row_group<double>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+                                       double coef, double* ex, double* ds, bool overwrite) {
+  return row_group<double>(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, ds, overwrite);
 }
 BAMCO_INLINE float row_group_dispatch(RowGroupF32 f32, const float* s, const Columns<float>& col,
                                       const Span* spans, int nspans, int64_t y, int64_t num_pos, float inv_t,
-                                      float coef, float* ex, float* g, bool overwrite) {
-  return f32(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, g, overwrite);
+                                      float coef, float* ex, float* ds, bool overwrite) {
+  return f32(s, col, spans, nspans, y, num_pos, inv_t, coef, ex, ds, overwrite);
 }
 
-// The views of each group, as a flat table: group_views[g * k + t].
+// The views of each group, as a flat table: groups[g * group_size + t].
 std::vector<int64_t> make_groups(int64_t num_views, int64_t mode, int64_t& group_size) {
   std::vector<int64_t> groups;
   if (mode == 0) {
@@ -249,47 +250,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
     }
   };
 
-  int64_t k = 0;
-  const std::vector<int64_t> groups = make_groups(V, mode, k);
-  const int64_t num_groups = static_cast<int64_t>(groups.size()) / k;
+  int64_t views_per_group = 0;
+  const std::vector<int64_t> groups = make_groups(V, mode, views_per_group);
+  const int64_t num_groups = static_cast<int64_t>(groups.size()) / views_per_group;
 
-  // Class sizes within a group (cnt = k * n_c + 1) and per-column label / -log(cnt).
+  // Class sizes within a group (cnt = views_per_group * n_c + 1) and per-column label / -log(cnt).
   const at::Tensor n_c = at::bincount(labels, {}, C);
-  const int64_t* n_ptr = n_c.data_ptr<int64_t>();
+  const int64_t* class_count = n_c.data_ptr<int64_t>();
   const int64_t* y_ptr = labels.data_ptr<int64_t>();
   std::vector<int32_t> col_label(M);
   std::vector<scalar_t> col_nlc(M);
   for (int64_t j = 0; j < M; ++j) {
     const int64_t lab = j < A ? y_ptr[j % B] : j - A;
     col_label[j] = static_cast<int32_t>(lab);
-    col_nlc[j] = -std::log(static_cast<scalar_t>(k * n_ptr[lab] + 1));
+    col_nlc[j] = -std::log(static_cast<scalar_t>(views_per_group * class_count[lab] + 1));
   }
   const Columns<scalar_t> col{col_label.data(), col_nlc.data()};
 
   const RowGroupF32 row_group_f32 = row_group_f32_for(cpu_isa::current());
   const scalar_t inv_t = static_cast<scalar_t>(1.0 / temperature);
-  const scalar_t coef = static_cast<scalar_t>(1.0 / (static_cast<double>(num_groups) * k * B));
+  const scalar_t coef = static_cast<scalar_t>(1.0 / (static_cast<double>(num_groups) * views_per_group * B));
 
   // For every view, the groups it belongs to.
   std::vector<std::vector<int64_t>> groups_of_view(V);
   for (int64_t g = 0; g < num_groups; ++g)
-    for (int64_t t = 0; t < k; ++t) groups_of_view[groups[g * k + t]].push_back(g);
+    for (int64_t t = 0; t < views_per_group; ++t)
+      groups_of_view[groups[g * views_per_group + t]].push_back(g);
   const bool single_group = groups_of_view[0].size() == 1;
 
-  // Chunk rows: the R x M similarity buffer stays within a small budget, but R >= kMinRows (up to A) so
-  // that the key-side GEMM's inner dimension keeps BLAS efficient and dK is re-read rarely.
+  // The chunk_rows x M similarity buffer stays within a small budget, but chunk_rows >= kMinRows (up to
+  // A) so that the key-side GEMM's inner dimension keeps BLAS efficient and the key gradients are re-read
+  // rarely.
   constexpr int64_t kChunkBudgetBytes = int64_t(4) << 20;
   constexpr int64_t kMinRows = 256;
-  const int64_t R = std::min<int64_t>(
+  const int64_t chunk_rows = std::min<int64_t>(
       A, std::max<int64_t>(kMinRows, kChunkBudgetBytes / (M * static_cast<int64_t>(sizeof(scalar_t)))));
-  const at::Tensor sim_buffer = at::empty({R, M}, opts);
-  const at::Tensor z_buffer = at::empty({R, D}, opts);  // the chunk's anchors, contiguous
-  const at::Tensor dz_buffer = compute_grad ? at::empty({R, D}, opts) : at::Tensor();
+  const at::Tensor sim_buffer = at::empty({chunk_rows, M}, opts);
+  const at::Tensor z_buffer = at::empty({chunk_rows, D}, opts);  // the chunk's anchors, contiguous
+  const at::Tensor dz_buffer = compute_grad ? at::empty({chunk_rows, D}, opts) : at::Tensor();
   // Scratch per parallel task: exp values (M) and, for rows in several groups, a copy of the row (M).
   const int64_t scratch_len = single_group || !compute_grad ? M : 2 * M;
 
   // Gradients accumulate straight into the outputs, addressed per key segment: view v of the features
-  // (rows v*B .. v*B+B of K; a strided (B, D) view, which BLAS takes through its leading dimension),
+  // (keys v*B .. v*B+B; a strided (B, D) view, which BLAS takes through its leading dimension),
   // then the prototypes.
   // Not zero-filled: the first chunk's key-side product writes every row (beta = 0).
   at::Tensor grad_features = compute_grad ? at::empty({B, V, D}, opts) : at::empty({0}, opts);
@@ -301,8 +304,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
   }
   std::vector<double> row_loss(A, 0.0);
 
-  for (int64_t a0 = 0; a0 < A; a0 += R) {
-    const int64_t rows = std::min(R, A - a0);
+  for (int64_t a0 = 0; a0 < A; a0 += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, A - a0);
     at::Tensor sim = sim_buffer.narrow(0, 0, rows);
     const at::Tensor z = z_buffer.narrow(0, 0, rows);
     for_each_view_part(a0, rows, [&](int64_t r0, int64_t view, int64_t b, int64_t n) {
@@ -317,14 +320,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
       std::vector<scalar_t> scratch(scratch_len);
       scalar_t* ex = scratch.data();
       scalar_t* s_copy = ex + M;
-      std::vector<Span> spans(2 * k + 1);  // per group: up to two spans per view, then the prototypes
+      // Per group: up to two spans per view, then the prototypes.
+      std::vector<Span> spans(2 * views_per_group + 1);
       for (int64_t r = r_begin; r < r_end; ++r) {
         const int64_t i = a0 + r;
         const int64_t view = i / B, b = i % B;
         const int64_t y = y_ptr[b];
         scalar_t* row = s_base + r * M;
         const scalar_t* s_row = row;
-        scalar_t* g_row = compute_grad ? row : nullptr;
+        scalar_t* ds_row = compute_grad ? row : nullptr;
         if (compute_grad && !single_group) {
           std::copy(row, row + M, s_copy);
           std::fill(row, row + M, scalar_t(0));
@@ -333,45 +337,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bamco_loss_kernel(const at::Tenso
         double loss_i = 0.0;
         for (const int64_t g : groups_of_view[view]) {
           // Spans: each view of the group (skipping the anchor itself), then the prototypes.
-          int ns = 0;
-          for (int64_t t = 0; t < k; ++t) {
-            const int64_t v = groups[g * k + t];
+          int num_spans = 0;
+          for (int64_t t = 0; t < views_per_group; ++t) {
+            const int64_t v = groups[g * views_per_group + t];
             const int64_t lo = v * B, hi = lo + B;
             if (v == view) {
-              if (i > lo) spans[ns++] = {lo, i};
-              if (i + 1 < hi) spans[ns++] = {i + 1, hi};
+              if (i > lo) spans[num_spans++] = {lo, i};
+              if (i + 1 < hi) spans[num_spans++] = {i + 1, hi};
             } else {
-              spans[ns++] = {lo, hi};
+              spans[num_spans++] = {lo, hi};
             }
           }
-          spans[ns++] = {A, M};
-          const int64_t num_pos = k * n_ptr[y];
-          const scalar_t l = row_group_dispatch(row_group_f32, s_row, col, spans.data(), ns, y, num_pos, inv_t, coef, ex, g_row,
-                                                single_group);
-          loss_i += static_cast<double>(coef) * static_cast<double>(l);
+          spans[num_spans++] = {A, M};
+          const int64_t num_pos = views_per_group * class_count[y];
+          const scalar_t group_loss = row_group_dispatch(row_group_f32, s_row, col, spans.data(), num_spans, y,
+                                                         num_pos, inv_t, coef, ex, ds_row, single_group);
+          loss_i += static_cast<double>(coef) * static_cast<double>(group_loss);
         }
-        if (g_row) g_row[i] = scalar_t(0);
+        if (ds_row) ds_row[i] = scalar_t(0);
         row_loss[i] = loss_i;
       }
     });
     if (compute_grad) {
-      // sim now holds G (rows x M). Key side: dK_seg (+)= G[:, seg]^T Z_chunk (the first chunk writes);
-      // anchor side: dZ_chunk = G K (summed over key segments), added to the rows' views.
+      // sim now holds dS (rows x M). Key side: grad_keys[seg] (+)= dS[:, seg]^T @ anchors_chunk (the first
+      // chunk writes); anchor side: grad_anchors_chunk = dS @ keys (summed over key segments), added to
+      // the rows' views.
       for (int64_t seg = 0; seg <= V; ++seg) {
-        const at::Tensor gs_t = sim.narrow(1, seg * B, seg_rows(seg)).t();
+        const at::Tensor ds_seg_t = sim.narrow(1, seg * B, seg_rows(seg)).t();
         if (a0 == 0) {
-          at::mm_out(grad_segs[seg], gs_t, z);
+          at::mm_out(grad_segs[seg], ds_seg_t, z);
         } else {
-          grad_segs[seg].addmm_(gs_t, z);
+          grad_segs[seg].addmm_(ds_seg_t, z);
         }
       }
       at::Tensor dz = dz_buffer.narrow(0, 0, rows);
       for (int64_t seg = 0; seg <= V; ++seg) {
-        const at::Tensor gs = sim.narrow(1, seg * B, seg_rows(seg));
+        const at::Tensor ds_seg = sim.narrow(1, seg * B, seg_rows(seg));
         if (seg == 0) {
-          at::mm_out(dz, gs, segs[seg]);
+          at::mm_out(dz, ds_seg, segs[seg]);
         } else {
-          dz.addmm_(gs, segs[seg]);
+          dz.addmm_(ds_seg, segs[seg]);
         }
       }
       for_each_view_part(a0, rows, [&](int64_t r0, int64_t view, int64_t b, int64_t n) {

@@ -18,7 +18,9 @@ every group that contains its view; a prototype receives the key side only.
 
 Three modules, one concept each: :mod:`.bamco_loss_plan` (the launch settings a caller may ask for and
 the frozen :class:`~.bamco_loss_plan.LaunchPlan` of one call), :mod:`.bamco_loss_kernels` (the Triton
-kernels) and this one (the host code that launches them, and the op).
+kernels) and this one (the host code that launches them, and the op). The op is defined like every
+Triton op of the library (:mod:`._triton_op`); its autograd formula is attached by
+:mod:`bamco_fast.ops.bamco_loss`.
 
 Launches: 2 without gradient and 3 with gradient for B <= ``INLINE_COUNT_MAX_BATCH`` (one more for the
 count kernel). FLOPs for forward plus gradient: ``2 A M D + n_do (2 A^2 D + 4 A C D) + 2 A^2 D + 4 A C D``
@@ -36,10 +38,9 @@ import math
 
 import torch
 import triton
-from torch._subclasses.fake_tensor import is_fake
 
 from . import bamco_loss_kernels as kernels
-from ._probe import triton_interpreted
+from ._triton_op import define_op, launch
 from .bamco_loss_plan import (
     ALL_VIEWS,
     INLINE_COUNT_MAX_BATCH,
@@ -61,25 +62,12 @@ __all__ = [
     "current_settings",
     "launch_settings",
     "plan_launches",
-    "registered_op",
+    "registered_ops",
 ]
 
 OP = "bamco_fast::bamco_loss_triton"
 
 _LOG2E = 1.0 / math.log(2.0)
-
-
-def _launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
-    """Launch through ``torch.library.wrap_triton`` (traceable by ``torch.compile`` / ``make_fx``).
-
-    Under ``TRITON_INTERPRET=1`` ``wrap_triton`` hands back the plain interpreted kernel, which cannot run
-    on fake tensors; when the op is traced with fake tensors (``register_fake`` semantics, ``opcheck``)
-    the launch is skipped, since a launch has no effect on fake outputs beyond their allocation.
-    """
-    wrapped = torch.library.wrap_triton(kernel)
-    if wrapped is kernel and any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
-        return
-    wrapped[grid](*args, **kwargs)
 
 
 def _bamco_loss_triton(
@@ -135,7 +123,7 @@ def _bamco_loss_triton(
 
     if not plan.inline_counts:
         block_c = 64
-        _launch(
+        launch(
             kernels._count_kernel,
             (triton.cdiv(num_classes, block_c),),
             labels,
@@ -148,7 +136,7 @@ def _bamco_loss_triton(
         )
     scale2 = _LOG2E / float(temperature)
     grid = (triton.cdiv(views_per_group * batch, plan.block_m), num_groups, plan.num_splits)
-    _launch(
+    launch(
         kernels._fwd_kernel,
         grid,
         features,
@@ -180,7 +168,7 @@ def _bamco_loss_triton(
     )
     inv_t = 1.0 / float(temperature)
     coef = 1.0 / (num_groups * views_per_group * batch)
-    _launch(
+    launch(
         kernels._finish_kernel,
         (1,),
         partials,
@@ -211,7 +199,7 @@ def _bamco_loss_triton(
     grad_prototypes = torch.empty_like(prototypes)
     row_programs = num_views * triton.cdiv(batch, plan.block_m_grad)
     grid = (row_programs + triton.cdiv(num_classes, plan.block_m_grad), triton.cdiv(dim, plan.block_do))
-    _launch(
+    launch(
         kernels._grad_kernel,
         grid,
         features,
@@ -249,20 +237,13 @@ def _bamco_loss_triton(
     return loss, grad_features, grad_prototypes
 
 
-# On a GPU the op is a ``triton_op``: torch.compile sees through it to the kernels. Under the interpreter
-# (TRITON_INTERPRET=1, CPU tensors) ``wrap_triton`` cannot be traced, so a traced copy of the body would
-# have no kernel launches; there the op is opaque (``custom_op``) and compiled graphs call it as a whole.
-# Its fake implementation is the body itself, whose launches are skipped on fake tensors.
-if triton_interpreted():
-    bamco_loss_triton = torch.library.custom_op(OP, mutates_args=())(_bamco_loss_triton)
-    bamco_loss_triton.register_fake(_bamco_loss_triton)
-else:
-    bamco_loss_triton = torch.library.triton_op(OP, mutates_args=())(_bamco_loss_triton)
+# A ``triton_op`` on a GPU, an opaque op under the interpreter (see :mod:`._triton_op`).
+bamco_loss_triton = define_op(OP, _bamco_loss_triton)
 
 
-def registered_op():
-    """``torch.ops.bamco_fast.bamco_loss_triton.default``.
+def registered_ops():
+    """``(forward,)``: the op ``bamco_fast::bamco_loss_triton`` (it returns the gradients as well).
 
     The autograd formula is attached by :mod:`bamco_fast.ops.bamco_loss`, as for the block.
     """
-    return torch.ops.bamco_fast.bamco_loss_triton.default
+    return (torch.ops.bamco_fast.bamco_loss_triton.default,)

@@ -21,6 +21,10 @@ in a fixed order, so results are deterministic and there are no atomics):
   ``_dw_bwd_kernel`` computes dL/dx (gather form of the transposed dilated convolutions, plus the
   residual share) and the 81 partial weight gradients of its block in one sweep.
 
+Both ops (forward and ``_backward``) are defined like every Triton op of the library
+(:mod:`._triton_op`): ``triton_op``s whose kernels ``torch.compile`` sees on a GPU, opaque ops under the
+interpreter; the autograd formula is attached by :mod:`bamco_fast.ops.dilated_depthwise_block`.
+
 The backward recomputes the forward from x, a chunk of samples at a time (``BACKWARD_CHUNK``), so only x
 is kept between forward and backward. Precision: fp32 and bf16 inputs; statistics, normalised values and
 gradients are fp32; in bf16 the GEMM operands are bf16.
@@ -31,6 +35,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from ._triton_op import define_op, launch
 
 OP = "bamco_fast::dilated_depthwise_block_triton"
 BLOCK = 512
@@ -263,27 +269,69 @@ def _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep: bool):
     dev = x.device
     d = torch.empty(B, 3 * C, V, device=dev, dtype=torch.float32)
     part = torch.empty(B * 3 * C, nblk, 2, device=dev, dtype=torch.float32)
-    _dw_fwd_kernel[_grid(B * C, V)](x, dw, d, part, C, D, H, W, V, nblk, BLOCK=BLOCK)
+    launch(_dw_fwd_kernel, _grid(B * C, V), x, dw, d, part, C, D, H, W, V, nblk, BLOCK=BLOCK)
     mean_d, rstd_d = _moments(part, B * 3 * C, V, eps)
     a = torch.empty(B, 3 * C, V, device=dev, dtype=op_dtype)
-    _norm_act_kernel[_grid(B * 3 * C, V)](
-        d, a, mean_d, rstd_d, gamma, beta, prelu, 3 * C, V, C, 0, HAS_AFFINE=True, BLOCK=BLOCK
+    launch(
+        _norm_act_kernel,
+        _grid(B * 3 * C, V),
+        d,
+        a,
+        mean_d,
+        rstd_d,
+        gamma,
+        beta,
+        prelu,
+        3 * C,
+        V,
+        C,
+        0,
+        HAS_AFFINE=True,
+        BLOCK=BLOCK,
     )
     z1 = torch.matmul(w1.to(op_dtype), a)
     mean1, rstd1 = _var_mean(z1, eps)
     h1 = torch.empty(B, E, V, device=dev, dtype=op_dtype)
-    _norm_act_kernel[_grid(B * E, V)](
-        z1, h1, mean1, rstd1, gamma, beta, prelu, E, V, E, 3, HAS_AFFINE=False, BLOCK=BLOCK
+    launch(
+        _norm_act_kernel,
+        _grid(B * E, V),
+        z1,
+        h1,
+        mean1,
+        rstd1,
+        gamma,
+        beta,
+        prelu,
+        E,
+        V,
+        E,
+        3,
+        HAS_AFFINE=False,
+        BLOCK=BLOCK,
     )
     z2 = torch.matmul(w2.to(op_dtype), h1)
     mean2, rstd2 = _var_mean(z2, eps)
     r = torch.empty(B, C, V, device=dev, dtype=torch.float32)
     part_r = torch.empty(B * C, nblk, 2, device=dev, dtype=torch.float32)
-    _residual_kernel[_grid(B * C, V)](z2, x, r, mean2, rstd2, prelu, part_r, V, nblk, BLOCK=BLOCK)
+    launch(_residual_kernel, _grid(B * C, V), z2, x, r, mean2, rstd2, prelu, part_r, V, nblk, BLOCK=BLOCK)
     mean_r, rstd_r = _moments(part_r, B * C, V, eps)
     y = torch.empty_like(x)
-    _norm_act_kernel[_grid(B * C, V)](
-        r, y, mean_r, rstd_r, gamma, beta, prelu, C, V, C, 5, HAS_AFFINE=False, BLOCK=BLOCK
+    launch(
+        _norm_act_kernel,
+        _grid(B * C, V),
+        r,
+        y,
+        mean_r,
+        rstd_r,
+        gamma,
+        beta,
+        prelu,
+        C,
+        V,
+        C,
+        5,
+        HAS_AFFINE=False,
+        BLOCK=BLOCK,
     )
     if not keep:
         return y, None
@@ -308,7 +356,9 @@ def _norm_backward(t, dh, stats, gamma, beta, prelu, R, V, rows_per_slope, slope
     nblk = triton.cdiv(V, BLOCK)
     part = torch.empty(rows, nblk, 3, device=t.device, dtype=torch.float32)
     mean, rstd = stats
-    _bwd_partials_kernel[_grid(rows, V)](
+    launch(
+        _bwd_partials_kernel,
+        _grid(rows, V),
         t,
         dh,
         mean,
@@ -329,7 +379,9 @@ def _norm_backward(t, dh, stats, gamma, beta, prelu, R, V, rows_per_slope, slope
     mg = (sums[:, 0] / V).float().contiguous()
     mgt = (sums[:, 1] / V).float().contiguous()
     out = torch.empty(t.shape, device=t.device, dtype=torch.float32)
-    _bwd_apply_kernel[_grid(rows, V)](
+    launch(
+        _bwd_apply_kernel,
+        _grid(rows, V),
         t,
         dh,
         out,
@@ -389,8 +441,22 @@ def dilated_depthwise_block_bwd(grad_y, x, dw, gamma, beta, w1, w2, prelu, eps):
         g_gamma += per_row[:, 1]
         g_slope[:3] += per_row[:, 2].view(3, C).sum(1)
         part = torch.empty(n * C, nblk, 81, device=dev, dtype=torch.float32)
-        _dw_bwd_kernel[_grid(n * C, V)](
-            xs, dw, dd, dres, dx[start : start + n], part, C, D, H, W, V, nblk, BLOCK=BLOCK
+        launch(
+            _dw_bwd_kernel,
+            _grid(n * C, V),
+            xs,
+            dw,
+            dd,
+            dres,
+            dx[start : start + n],
+            part,
+            C,
+            D,
+            H,
+            W,
+            V,
+            nblk,
+            BLOCK=BLOCK,
         )
         g_dw += part.view(n, C, nblk, 3, 27).double().sum((0, 2)).permute(1, 0, 2).reshape(-1)
     dt = dw.dtype
@@ -405,8 +471,7 @@ def dilated_depthwise_block_bwd(grad_y, x, dw, gamma, beta, w1, w2, prelu, eps):
     )
 
 
-@torch.library.custom_op(OP, mutates_args=())
-def dilated_depthwise_block_triton(
+def _dilated_depthwise_block_triton(
     x: torch.Tensor,
     dw_weight: torch.Tensor,
     norm_weight: torch.Tensor,
@@ -421,13 +486,7 @@ def dilated_depthwise_block_triton(
     )
 
 
-@dilated_depthwise_block_triton.register_fake
-def _(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
-    return torch.empty_like(x)
-
-
-@torch.library.custom_op(OP + "_backward", mutates_args=())
-def dilated_depthwise_block_triton_backward(
+def _dilated_depthwise_block_triton_backward(
     grad_y: torch.Tensor,
     x: torch.Tensor,
     dw_weight: torch.Tensor,
@@ -443,11 +502,11 @@ def dilated_depthwise_block_triton_backward(
     )
 
 
-@dilated_depthwise_block_triton_backward.register_fake
-def _(grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps):
-    return tuple(
-        torch.empty_like(t) for t in (x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu)
-    )
+# ``triton_op``s on a GPU, opaque ops under the interpreter (see :mod:`._triton_op`), as for the loss.
+dilated_depthwise_block_triton = define_op(OP, _dilated_depthwise_block_triton)
+dilated_depthwise_block_triton_backward = define_op(
+    OP + "_backward", _dilated_depthwise_block_triton_backward
+)
 
 
 def registered_ops():

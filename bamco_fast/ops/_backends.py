@@ -35,6 +35,7 @@ __all__ = [
     "cpp_availability",
     "cpp_backend",
     "reference_backend",
+    "register_once",
     "select",
     "triton_availability",
     "triton_backend",
@@ -95,6 +96,29 @@ def compile_constant(fn: Callable) -> Callable:
         return torch.compiler.assume_constant_result(fn)
     fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
     return fn
+
+
+def register_once(register: Callable[[], None]) -> Callable[[], None]:
+    """Wrap ``register`` (it attaches fake implementations or an autograd formula to an op) to run once.
+
+    The wrapper runs ``register`` on its first successful call and does nothing afterwards; a call that
+    raises is tried again next time. It is a :func:`compile_constant`, so the first call may happen inside
+    ``torch.compile`` (the registration then runs eagerly, outside the traced graph).
+    """
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            register()
+            done = True
+
+    once.__name__, once.__qualname__, once.__doc__ = (
+        register.__name__,
+        register.__qualname__,
+        register.__doc__,
+    )
+    return compile_constant(once)
 
 
 # Availability probes import Triton or load the compiled extension on first use; see compile_constant.

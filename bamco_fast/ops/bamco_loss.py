@@ -261,21 +261,14 @@ def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
     return loss, features.new_empty((0,)), prototypes.new_empty((0,))
 
 
-_CPP_REGISTERED = False
-
-
-@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
+@_backends.register_once
 def _register_cpp() -> None:
-    """Attach the fake implementation and autograd formula to the compiled op (once)."""
-    global _CPP_REGISTERED
-    if _CPP_REGISTERED:
-        return
+    """Attach the fake implementation and autograd formula to the compiled op."""
     reason = _backends.cpp_availability()
     if reason:
         raise _backends.BackendUnavailableError(f"{OP_NAME}: {reason}")
     torch.library.register_fake("bamco_fast::bamco_loss")(_fused_fake)
     torch.library.register_autograd("bamco_fast::bamco_loss", _backward, setup_context=_setup_context)
-    _CPP_REGISTERED = True
 
 
 def cpp_op():
@@ -284,20 +277,13 @@ def cpp_op():
     return torch.ops.bamco_fast.bamco_loss.default
 
 
-_TRITON_REGISTERED = False
-
-
-@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
+@_backends.register_once
 def _register_triton() -> None:
-    """Import the Triton kernels (which define the op) and attach the autograd formula (once)."""
-    global _TRITON_REGISTERED
-    if _TRITON_REGISTERED:
-        return
+    """Import the Triton kernels (which define the op) and attach the autograd formula."""
     from ..kernels import bamco_loss as kernel  # lazy: Triton is optional
 
-    kernel.registered_op()
-    torch.library.register_autograd("bamco_fast::bamco_loss_triton", _backward, setup_context=_setup_context)
-    _TRITON_REGISTERED = True
+    (forward,) = kernel.registered_ops()
+    torch.library.register_autograd(forward, _backward, setup_context=_setup_context)
 
 
 def triton_op():

@@ -209,27 +209,17 @@ def _cpp_backward(ctx, grad_y):
     return (*grads, None)
 
 
-_CPP_REGISTERED = False
-
-
-@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
+@_backends.register_once
 def _register_cpp() -> None:
-    """Attach the fake implementations and the autograd formula to the compiled ops (once)."""
-    global _CPP_REGISTERED
-    if _CPP_REGISTERED:
-        return
-    from .. import _cpp
-
-    if not _cpp.available():
-        raise _backends.BackendUnavailableError(
-            f"{OP_NAME}: bamco_fast._C is not loaded ({_cpp.load_error()})"
-        )
+    """Attach the fake implementations and the autograd formula to the compiled ops."""
+    reason = _backends.cpp_availability()
+    if reason:
+        raise _backends.BackendUnavailableError(f"{OP_NAME}: {reason}")
     torch.library.register_fake("bamco_fast::dilated_depthwise_block")(_fake_forward)
     torch.library.register_fake("bamco_fast::dilated_depthwise_block_backward")(_fake_backward)
     torch.library.register_autograd(
         "bamco_fast::dilated_depthwise_block", _cpp_backward, setup_context=_setup_context
     )
-    _CPP_REGISTERED = True
 
 
 def cpp_op():
@@ -252,27 +242,18 @@ def cpu_workspace_bytes(release: bool = False) -> int:
     return int(_cpp.module().dilated_depthwise_block_workspace(release))
 
 
-_TRITON_REGISTERED = False
-
-
-@_backends.compile_constant  # run eagerly (once) even when first reached under torch.compile
+@_backends.register_once
 def _register_triton() -> None:
-    """Import the Triton kernels (which define the ops) and attach the autograd formula (once)."""
-    global _TRITON_REGISTERED
-    if _TRITON_REGISTERED:
-        return
+    """Import the Triton kernels (which define the ops) and attach the autograd formula."""
     from ..kernels import dilated_depthwise_block as kernel  # lazy: Triton is optional
 
-    _, backward_op = kernel.registered_ops()
+    forward, backward_op = kernel.registered_ops()
 
     def backward(ctx, grad_y):
         _backends.check_first_order_backward(OP_NAME)
         return (*backward_op(grad_y.contiguous(), *ctx.saved_tensors, ctx.eps), None)
 
-    torch.library.register_autograd(
-        "bamco_fast::dilated_depthwise_block_triton", backward, setup_context=_setup_context
-    )
-    _TRITON_REGISTERED = True
+    torch.library.register_autograd(forward, backward, setup_context=_setup_context)
 
 
 def triton_op():

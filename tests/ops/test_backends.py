@@ -171,3 +171,22 @@ def test_kernels_never_import_the_op_layer():
                 continue
             for name in names:
                 assert not name.startswith(("bamco_fast.ops", "..ops")), f"{path.name} imports {name}"
+
+
+def test_register_once_runs_once_and_retries_after_a_failure():
+    calls = []
+
+    def register() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("not yet")
+
+    once = _backends.register_once(register)
+    with pytest.raises(RuntimeError, match="not yet"):
+        once()
+    once()
+    once()
+    assert calls == [0, 1]
+    assert once.__name__ == "register" and getattr(once, "_dynamo_marked_constant", False)
+    for op in (bamco_loss._register_cpp, bamco_loss._register_triton):
+        assert getattr(op, "_dynamo_marked_constant", False), op.__name__

@@ -46,6 +46,54 @@ json.dump({"launches": launches, "shape": shape, "reports": [asdict(r) for r in 
 """
 
 
+# The ops as a GPU process registers them (no TRITON_INTERPRET): functionalised and traced with fake tensors
+# (what torch.compile's AOT stage does), each must show its kernel launches, not one opaque op call, and
+# the same launches the AOT compiler records (and compiles for sm_90) from its host code.
+_GPU_OPS_TRACE = """
+import json, logging, sys
+import torch
+from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
+from torch._subclasses.functional_tensor import dispatch_functionalize
+from torch.fx.experimental.proxy_tensor import make_fx
+from bamco_fast.kernels import aot, bamco_loss, dilated_depthwise_block as block
+from bamco_fast.ops import bamco_loss as loss_op, dilated_depthwise_block as block_op
+
+# Without a GPU driver Triton cannot say which inputs a kernel writes; torch then assumes all (and logs).
+logging.getLogger("torch._higher_order_ops.triton_kernel_wrap").setLevel(logging.ERROR)
+target = aot.TARGETS["sm_90"]
+loss_fwd = loss_op.triton_op()
+block_fwd, block_bwd = block_op.triton_op(), block.registered_ops()[1]
+shape = (1, 2, 4, 5, 6)
+x = torch.zeros(shape)
+params = [torch.zeros(3, 2, 3, 3, 3), torch.ones(3, 2), torch.zeros(3, 2), torch.zeros(4, 6), torch.zeros(2, 4)]
+params.append(torch.full((6,), 0.25))
+features, labels, prototypes = torch.zeros(48, 3, 16), torch.zeros(48, dtype=torch.int64), torch.zeros(5, 16)
+calls = {
+    "loss": (lambda *a: loss_fwd(*a, 0.07, 1, True), (features, labels, prototypes)),
+    "block": (lambda *a: block_fwd(*a, 1e-5), (x, *params)),
+    "block_backward": (lambda *a: block_bwd(*a, 1e-5), (x, x, *params)),
+}
+out = {}
+for name, (fn, args) in calls.items():
+    with aot.record_launches(target):  # the GPU launch plan (tiles for 132 SMs), as the recorder uses
+        graph = make_fx(dispatch_functionalize(fn), tracing_mode="fake")(*args)
+    nodes = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
+    traced = [
+        kernel_side_table.get_kernel(n.kwargs["kernel_idx"]).fn.__name__
+        for n in graph.graph.nodes
+        if "triton_kernel_wrapper" in str(n.target)
+    ]
+    with aot.record_launches(target) as recorded:
+        fn(*args)  # eager: the host code runs, its launches are recorded instead of run
+    out[name] = {
+        "traced": traced,
+        "recorded": [launch.kernel.fn.__name__ for launch in recorded],
+        "opaque": [n for n in nodes if n.startswith("bamco_fast.")],
+    }
+json.dump(out, open(sys.argv[1], "w"))
+"""
+
+
 _TUNING_CANDIDATES = """
 import json, sys
 from dataclasses import asdict
@@ -75,6 +123,22 @@ def _check(out: subprocess.CompletedProcess) -> None:
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-4000:])
 
 
+def _run_script(script: str, folder, cwd: str | None = None):
+    """Run ``script`` in a fresh process (no interpreter, a private Triton cache under ``folder``); it
+    writes JSON to the path given as its argument, which is returned parsed."""
+    path = folder / "out.json"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_env(str(folder / "cache")),
+        timeout=600,
+    )
+    _check(out)
+    return json.loads(path.read_text())
+
+
 @pytest.fixture(scope="module")
 def loss_reports(tmp_path_factory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("aot_loss")
@@ -91,18 +155,7 @@ def loss_reports(tmp_path_factory) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("aot_encoder")
-    path = tmp / "planned.json"
-    script = textwrap.dedent(_LAUNCHES_AND_ENCODER)
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        env=_env(str(tmp / "cache")),
-        timeout=600,
-    )
-    _check(out)
-    return json.loads(path.read_text())
+    return _run_script(_LAUNCHES_AND_ENCODER, tmp_path_factory.mktemp("aot_encoder"))
 
 
 def _find(reports: list[dict], case: str, dtype: str, kernel: str) -> dict:
@@ -169,6 +222,19 @@ def test_encoder_block_kernels_all_compile_in_bf16(planned):
     assert all(r["dtype"] == "bfloat16" and r["mma"] == "-" for r in planned["reports"])
 
 
+def test_gpu_ops_trace_to_the_kernels_the_compiler_builds(tmp_path):
+    """On a GPU both Triton ops are ``triton_op``s: a trace shows their kernel launches, one by one."""
+    data = _run_script(_GPU_OPS_TRACE, tmp_path)
+    assert data["loss"]["traced"] == ["_fwd_kernel", "_finish_kernel", "_grad_kernel"]
+    assert (
+        data["block"]["traced"][0] == "_dw_fwd_kernel" and data["block"]["traced"][-1] == "_norm_act_kernel"
+    )
+    assert data["block_backward"]["traced"][-1] == "_dw_bwd_kernel"
+    for name, op in data.items():
+        assert op["opaque"] == [], name  # no call of the op itself is left in the graph
+        assert op["traced"] == op["recorded"], name
+
+
 def test_cli_refuses_to_run_under_the_interpreter(monkeypatch, capsys):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert aot.main(["--case", "loss-b48"]) == 2
@@ -185,17 +251,7 @@ def test_mma_kind_reads_the_dot_lowering():
 def test_gpu_tune_candidates_compile_without_spills(tmp_path):
     """Every tile candidate the GPU sweep times (benchmarks/gpu_tune.py) is a valid sm_90 bf16 build."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = tmp_path / "candidates.json"
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_TUNING_CANDIDATES), str(path)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=_env(str(tmp_path / "cache")),
-        timeout=600,
-    )
-    _check(out)
-    data = json.loads(path.read_text())
+    data = _run_script(_TUNING_CANDIDATES, tmp_path, cwd=root)
     assert "default" in data and len(data) >= 2
     for name, reports in data.items():
         assert sorted(r["kernel"] for r in reports) == ["_fwd_kernel", "_grad_kernel"], name
