@@ -129,7 +129,7 @@ def make_staging_dir(parent: Path, name: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and an atomic rename.
+    """Write ``data`` to ``path`` through a temporary file, fsync, an atomic rename and a folder fsync.
 
     The result keeps the mode of an existing ``path``; a new file gets ``0o666`` minus the umask.
     An interrupted or failed write (also ``KeyboardInterrupt``) removes the temporary file and
@@ -154,6 +154,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush the folder entry of a rename to disk (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

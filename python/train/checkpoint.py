@@ -9,7 +9,7 @@ Layout inside a run folder::
 Every file is written to a temporary name in the same folder, flushed and fsync'ed, then renamed over
 the target (and the folder fsync'ed), so a crash or Ctrl-C at any moment leaves either the old file or
 the new one, never a half-written one; an older checkpoint is only deleted after the newer one and the
-``latest.json`` pointer naming it are on disk. Files get the normal mode ``0o666 & ~umask``.
+``latest.json`` pointer naming it are on disk. Files get the normal mode ``0o666 & ~umask`` (:func:`bamco_fast.data.jsonio.atomic_write_bytes`).
 
 A checkpoint is a dict (``torch.save``) holding ``format``, ``config`` (the resolved config), ``fingerprint``
 (hash of its numerics-relevant fields), ``step``, ``epoch``, ``batch_in_epoch``, ``model`` (trainable
@@ -22,14 +22,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import random
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from bamco_fast.data.jsonio import atomic_write_bytes
 
 from .config import diff_configs
 
@@ -49,39 +49,6 @@ _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or belongs to another configuration."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + folder fsync), mode 0o666 & ~umask."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    # os.open with 0o666 lets the process umask decide the final mode, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
