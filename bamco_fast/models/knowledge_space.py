@@ -277,15 +277,30 @@ class KnowledgeSpace(nn.Module):
         self, texts: Sequence[str] | torch.Tensor, *, batch_size: int = 256
     ) -> torch.Tensor:
         """Raw text-tower output for strings or (N, L) tokens -> (N, embed_dim), not normalised: what
-        ``text_features`` caches (valid as a cache only while ``freeze_text_tower``). Strings are
-        tokenised and encoded ``batch_size`` at a time."""
+        ``text_features`` caches (valid as a cache only while ``freeze_text_tower``).
+
+        Strings are tokenised and encoded ``batch_size`` at a time. Where the text tower masks its
+        padding (``towers.pad_token_id``), strings are grouped by token count and each group is cut to
+        its longest member: the same features up to float summation order (padding is masked), for a
+        fraction of the cost when most strings are far shorter than the context (BiomedCLIP: 256).
+        """
         with self._text_grad():
             if isinstance(texts, torch.Tensor):
                 return self.towers.encode_text(texts.to(self.towers.device))
             tokens = self.towers.tokenize(texts)
             if tokens.shape[0] == 0:
                 return torch.zeros(0, self.towers.embed_dim, device=self.towers.device)
-            return torch.cat([self.towers.encode_text(t) for t in tokens.split(batch_size)])
+            pad = self.towers.pad_token_id
+            if pad is None:
+                return torch.cat([self.towers.encode_text(t) for t in tokens.split(batch_size)])
+            columns = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+            lengths = ((tokens != pad) * columns).amax(dim=1).clamp_min(1)  # last non-padding column + 1
+            order = torch.argsort(lengths, descending=True, stable=True)
+            out = torch.empty(tokens.shape[0], self.towers.embed_dim, device=tokens.device)
+            for rows in order.split(batch_size):
+                width = int(lengths[rows[0]])
+                out[rows] = self.towers.encode_text(tokens[rows, :width]).to(out.dtype)
+            return out
 
     # --------------------------------------------------------------------------------- embeddings
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,7 @@ class Towers(nn.Module):
         embed_dim: width of :meth:`encode_image` / :meth:`encode_text` outputs (512).
         patch_width: width of :meth:`patch_tokens` rows (768 for ViT-B).
         patch_grid: (gh, gw) patch grid ((14, 14) for ViT-B/16 at 224).
+        pad_token_id: padding id of a Hugging Face text tower that masks its padding (else None).
     """
 
     def __init__(self, name: str, clip: nn.Module, tokenizer: Any, model_config: dict[str, Any]):
@@ -114,6 +115,10 @@ class Towers(nn.Module):
             getattr(tokenizer, "context_length", 0) or model_config["text_cfg"].get("context_length", 77)
         )
         self.embed_dim = int(model_config["embed_dim"])
+        # A Hugging Face text tower masks its padding (open_clip builds the mask from this id), so columns
+        # holding only padding can be cut without changing its output; None where that is not known.
+        pad = getattr(getattr(getattr(clip, "text", None), "config", None), "pad_token_id", None)
+        self.pad_token_id: int | None = None if pad is None else int(pad)
         trunk = getattr(clip.visual, "trunk", None)
         if trunk is not None and hasattr(trunk, "patch_embed") and hasattr(trunk, "blocks"):
             patch = trunk.patch_embed.patch_size

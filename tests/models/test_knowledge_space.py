@@ -83,10 +83,27 @@ def test_cached_features_are_exact(ks):
     cached = ks(
         intra_stacks=stacks,
         image_features=ks.frozen_image_features(images),
-        text_features=ks.frozen_text_features(["liver", "lung", "brain"]),
+        text_features=ks.frozen_text_features(tokens),
     )
     for name in ("image", "text", "intra", "logits", "prototypes"):
         assert torch.equal(getattr(direct, name), getattr(cached, name)), name
+
+
+def test_string_features_cut_padding_without_changing_them(ks):
+    """Strings are encoded in groups cut to their longest member: equal to the full-context features
+    up to float summation order (judged against float64), and in the caller's order."""
+    texts = ["liver", "the lung is an organ of respiration in the chest", "brain", "", "kidney liver lung"]
+    assert ks.towers.pad_token_id is not None  # the tiny towers' BERT masks its padding
+    tokens = ks.towers.tokenize(texts)
+    assert int((tokens != ks.towers.pad_token_id).sum(1).max()) < tokens.shape[1]  # something to cut
+    full = ks.frozen_text_features(tokens)
+    cut = ks.frozen_text_features(texts, batch_size=2)
+    with torch.no_grad():
+        ks.towers.double()
+        exact = ks.frozen_text_features(tokens).float()
+        ks.towers.float()
+    own_error = (full - exact).abs().max()
+    assert (cut - exact).abs().max() <= 4 * own_error + 1e-6
 
 
 def test_trainability_and_loss(ks, config):
