@@ -25,10 +25,13 @@ from bamco_fast.models.knowledge_space import KnowledgeSpace, KnowledgeSpaceConf
 from bamco_fast.models.towers import load_towers
 from bamco_fast.ops._backends import cpp_availability
 
-torch.set_num_threads(1)
-pytestmark = pytest.mark.skipif(
-    cpp_availability() is not None, reason=f"the benchmark's own rows use the C++ ops: {cpp_availability()}"
-)
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(
+        cpp_availability() is not None,
+        reason=f"the benchmark's own rows use the C++ ops: {cpp_availability()}",
+    ),
+]
 
 SHAPES = dict(num_images=64, intra_image_size=32, feature_size=2, embed_dim=32, intra_backend="cpp")
 BATCH = 2

@@ -13,7 +13,7 @@ from bamco_fast import BaMCoObjective
 from bamco_fast.models.knowledge_space import KnowledgeSpace, KnowledgeSpaceConfig
 from bamco_fast.models.towers import load_towers
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLASSES = ["liver", "lung", "brain"]
 # K, h, w must survive five halvings with >= 2 voxels left: 64 x 32 x 32 -> 2 x 1 x 1.

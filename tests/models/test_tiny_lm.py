@@ -10,12 +10,7 @@ from bamco_fast.models.tiny_lm import build_tiny_causal_lm
 TEXTS = ["what organ is shown in this image?", "the liver is enlarged", "yes", "no", "is there a mass?"] * 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])

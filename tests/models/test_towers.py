@@ -12,7 +12,7 @@ import torch
 from bamco_fast.models.tiny import build_tiny_towers, train_wordpiece_vocab
 from bamco_fast.models.towers import Towers, load_towers
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 IMAGE = 64  # the session fixture's image size; patch 16 -> grid 4x4
 

@@ -30,12 +30,7 @@ KIND = ["llama", "gpt2"]
 K_INTRA, INTRA_SIZE = 64, 32  # the smallest stack the intra-class encoder accepts
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

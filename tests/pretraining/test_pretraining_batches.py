@@ -21,12 +21,7 @@ from bamco_fast.pretraining import (
 TINY = SamplerConfig(batch_size=4, num_images=3, image_size=16, intra_image_size=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

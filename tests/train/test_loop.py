@@ -21,12 +21,7 @@ CPU = Runtime(device=torch.device("cpu"))
 EPOCHS, BATCH = 3, 12  # 4 steps per epoch, 12 steps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(run_dir: Path, *, resume=None, plot=False, interrupt_at=None, signal_at=None, **loop_kw):
