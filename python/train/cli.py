@@ -12,7 +12,9 @@ from . import pretrain, vqa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bamco_fast.train", description="BaMCo training pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bamco_fast.train", description="BaMCo training pipeline."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     pretrain.add_arguments(sub.add_parser("pretrain", help=pretrain.__doc__.splitlines()[0]))
     vqa.add_arguments(
