@@ -84,16 +84,28 @@ class PretrainTask:
     """The pretraining stage as a :class:`bamco_fast.train.loop.Task`.
 
     Frozen text features of the training strings (``text_features`` (T, E)) are looked up by
-    ``batch.text_index``; frozen image features (``image_features`` (M, E)) by ``batch.image_index`` when
-    cached, else the reference images go through the frozen image tower every step.
+    ``batch.text_index`` (when the text tower trains, ``model.config.freeze_text_tower`` false, its tokens
+    ``text_tokens`` (T, L) are looked up instead and encoded every step); frozen image features
+    (``image_features`` (M, E)) by ``batch.image_index`` when cached, else the reference images go through
+    the frozen image tower every step.
     """
 
     selection_mode = "max"
 
     def __init__(
-        self, model, batches, objective, *, config: PretrainConfig, text_features, image_features, evaluator
+        self,
+        model,
+        batches,
+        objective,
+        *,
+        config: PretrainConfig,
+        text_features,
+        image_features,
+        evaluator,
+        text_tokens=None,
     ):
         self.model = model
+        self.text_tokens = text_tokens
         self.batches = batches
         self.objective = objective
         self.config = config
@@ -122,10 +134,11 @@ class PretrainTask:
         return len(batch)
 
     def step_loss(self, model, batch) -> dict[str, torch.Tensor]:
-        kwargs: dict[str, Any] = {
-            "intra_stacks": batch.intra_stacks,
-            "text_features": self.text_features[batch.text_index],
-        }
+        kwargs: dict[str, Any] = {"intra_stacks": batch.intra_stacks}
+        if self.text_tokens is not None:
+            kwargs["text_tokens"] = self.text_tokens[batch.text_index]
+        else:
+            kwargs["text_features"] = self.text_features[batch.text_index]
         if self.image_features is not None:
             kwargs["image_features"] = self.image_features[batch.image_index]
         else:
@@ -220,6 +233,7 @@ def prepare(config: PretrainConfig, runtime, *, log=print) -> Prepared:
     train_cache = pdata.image_cache(tables.train, config, towers.image_size, "train")
     val_cache = pdata.image_cache(tables.val, config, towers.image_size, "val")
     norm = {"mean": towers.image_mean, "std": towers.image_std}
+    model.eval()  # deterministic tower features (a trainable tower would otherwise apply dropout)
     text_features = pdata.frozen_text_features(model, tables.train.strings)
     val_text_features = pdata.frozen_text_features(model, tables.val.strings)
     image_features = None
@@ -239,18 +253,21 @@ def evaluator(prep: Prepared, *, untrained: bool = False):
     """A function model -> matching scores on the validation records (``config.eval`` protocol)."""
     from bamco_fast.matching import matching_scores
 
-    from .pretrain_data import matching_inputs
+    from .pretrain_data import frozen_text_features, matching_inputs
 
     cfg = prep.config.eval
     cache = prep.val_cache.to(prep.runtime.device)
 
     def run_eval(model) -> dict[str, float]:
+        text_features = prep.val_text_features
+        if not untrained and not model.config.freeze_text_tower:  # a trained text tower: encode again
+            text_features = frozen_text_features(model, prep.tables.val.strings)
         inputs = matching_inputs(
             model,
             prep.tables.val,
             cache,
             prep.sampler,
-            text_features=prep.val_text_features,
+            text_features=text_features,
             image_features=prep.val_image_features,
             intra=cfg.intra,
             batch_size=cfg.batch_size,
@@ -287,6 +304,9 @@ def _train_one(prep: Prepared, run_dir: Path, resume: Path | None, log=print) ->
             backend=config.objective.backend,
             gather_distributed=runtime.distributed,
         )
+    text_tokens = None
+    if not prep.model.config.freeze_text_tower:
+        text_tokens = prep.model.towers.tokenize(list(prep.tables.train.strings)).to(runtime.device)
     task = PretrainTask(
         prep.model,
         batches,
@@ -295,6 +315,7 @@ def _train_one(prep: Prepared, run_dir: Path, resume: Path | None, log=print) ->
         text_features=prep.text_features,
         image_features=prep.image_features,
         evaluator=evaluator(prep),
+        text_tokens=text_tokens,
     )
     config_dict = config_to_dict(config)
     if runtime.is_main:

@@ -264,6 +264,7 @@ def prepare(config: VQAConfig) -> Prepared:
             )
         space = load_knowledge_space(ks_folder, device=runtime.device)
         info.update(plain_towers=False, knowledge_space=str(Path(ks_folder).absolute()))
+        splits.notes.append(f"knowledge space: {ks_folder} ({space.num_classes} classes)")
     bank = None
     if use_intra:
         source = _knowledge_source(config, Path(ks_folder))
