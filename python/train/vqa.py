@@ -275,7 +275,9 @@ def prepare(config: VQAConfig) -> Prepared:
             "sampling": m.intra_sampling,
         }
     texts = [f"{r.question} {r.answer}" for r in splits.train]
-    llm_name = resolve_llm(m.llm, out, texts, seed=config.loop.seed)
+    llm_name = resolve_llm(m.llm, out, texts, seed=config.loop.seed, build=runtime.is_main)
+    if runtime.distributed:
+        torch.distributed.barrier()  # rank 0 builds a tiny LLM into the run folder; the others then read it
     model_config = VQAModelConfig(
         llm=llm_name,
         knowledge_space=info["knowledge_space"],

@@ -176,11 +176,15 @@ def knowledge_source_of_run(folder: str | Path) -> dict[str, str] | None:
     return None
 
 
-def resolve_llm(name: str, run_dir: Path, texts: Sequence[str], *, seed: int = 0) -> str:
-    """A hub name or folder for ``name``: a key of :data:`LLMS`, ``"tiny"`` (built once in ``run_dir``), or as is."""
+def resolve_llm(name: str, run_dir: Path, texts: Sequence[str], *, seed: int = 0, build: bool = True) -> str:
+    """A hub name or folder for ``name``: a key of :data:`LLMS`, ``"tiny"`` (built once in ``run_dir``), or as is.
+
+    ``build=False`` only names the tiny LLM's folder (other ranks of a distributed run, which wait for
+    rank 0 to build it).
+    """
     if name == TINY_LLM:
         folder = Path(run_dir) / "tiny_llm"
-        if not (folder / "config.json").is_file():
+        if build and not (folder / "config.json").is_file():
             import transformers
 
             from bamco_fast.models.tiny_lm import build_tiny_causal_lm
