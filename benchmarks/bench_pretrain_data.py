@@ -35,9 +35,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from published_pretrain import published_pipeline
 
 from bamco_fast.pretraining import KnowledgeBatches, SamplerConfig, build_image_cache, load_knowledge_table
-from bamco_fast.pretraining.augment import CLIP_MEAN, CLIP_STD
 
 _SHARED = Path(
     os.environ.get("BAMCO_FAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -68,27 +68,12 @@ class PublishedLoader:
     """Per-sample PIL pipeline of the published code (see the module docstring)."""
 
     def __init__(self, table, seed: int = 0) -> None:
-        from torchvision import transforms as T
-
         self.table = table
         self.rng = random.Random(seed)
         self.paths = table.image_paths
 
-        def pipeline(size: int, hue: float):
-            return T.Compose(
-                [
-                    T.RandomResizedCrop(size, scale=(0.08, 1.0)),
-                    T.RandomHorizontalFlip(),
-                    T.ColorJitter(0.4, 0.4, 0.4, hue),
-                    T.RandomGrayscale(0.2),
-                    T.RandAugment(num_ops=2, magnitude=10),
-                    T.ToTensor(),
-                    T.Normalize(CLIP_MEAN, CLIP_STD),
-                ]
-            )
-
-        self.reference = pipeline(224, 0.0)
-        self.intra = pipeline(84, 0.1)
+        self.reference = published_pipeline(224, hue=0.0)
+        self.intra = published_pipeline(84, hue=0.1)
 
     def _open(self, index: int):
         from PIL import Image

@@ -39,6 +39,25 @@ from bamco_fast.models.towers import Towers
 from bamco_fast.pretraining import CLIP_MEAN, CLIP_STD, KnowledgeTable
 
 
+def published_pipeline(size: int, hue: float):
+    """The published training augmentation of one PIL image at ``size`` px (hue jitter 0 for the
+    reference view, 0.1 for intra-class views): RandomResizedCrop(0.08-1), flip, colour jitter 0.4,
+    grayscale 0.2, RandAugment(2, 10), CLIP normalisation."""
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(0.08, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(0.4, 0.4, 0.4, hue),
+            T.RandomGrayscale(0.2),
+            T.RandAugment(num_ops=2, magnitude=10),
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
 class PILLoader:
     """Per-sample PIL loading and augmentation of the published pipeline (see the module docstring).
 
@@ -59,28 +78,13 @@ class PILLoader:
         intra_image_size: int = 84,
         seed: int = 0,
     ) -> None:
-        from torchvision import transforms as T
-
         self.table = table
         self.num_images = num_images
         self.rng = random.Random(seed)
         self.paths = table.image_paths
 
-        def pipeline(size: int, hue: float):
-            return T.Compose(
-                [
-                    T.RandomResizedCrop(size, scale=(0.08, 1.0)),
-                    T.RandomHorizontalFlip(),
-                    T.ColorJitter(0.4, 0.4, 0.4, hue),
-                    T.RandomGrayscale(0.2),
-                    T.RandAugment(num_ops=2, magnitude=10),
-                    T.ToTensor(),
-                    T.Normalize(CLIP_MEAN, CLIP_STD),
-                ]
-            )
-
-        self.reference = pipeline(image_size, 0.0)
-        self.intra = pipeline(intra_image_size, 0.1)
+        self.reference = published_pipeline(image_size, hue=0.0)
+        self.intra = published_pipeline(intra_image_size, hue=0.1)
 
     def open(self, image: int):
         """Open and fully decode cache-free image ``image`` (an index into ``table.images``) as RGB."""

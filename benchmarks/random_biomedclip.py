@@ -21,8 +21,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 VOCAB_SIZE = 30522
 CONTEXT_LENGTH = 256
 EMBED_DIM = 512
@@ -52,13 +50,9 @@ def build_random_biomedclip(folder: Path, texts: Sequence[str], *, seed: int = 0
         raise ValueError(
             f"build_random_biomedclip: texts must be a non-empty sequence of strings, got {texts!r:.80}"
         )
-    import open_clip
     import transformers
-    from open_clip.model import set_model_preprocess_cfg
 
-    from bamco_fast.models._folders import staged_folder
-    from bamco_fast.models.tiny import TEXT_CONFIG_DIR, train_wordpiece_vocab
-    from bamco_fast.models.towers import OPENAI_MEAN, OPENAI_STD, write_hub_folder
+    from bamco_fast.models.tiny import train_wordpiece_vocab, write_towers_folder
 
     vocab = train_wordpiece_vocab(texts, VOCAB_SIZE)
     for i in range(VOCAB_SIZE - len(vocab)):
@@ -72,27 +66,15 @@ def build_random_biomedclip(folder: Path, texts: Sequence[str], *, seed: int = 0
         "timm_proj": "linear",
         "image_size": 224,
     }
-    text_cfg = {
-        "hf_model_name": TEXT_CONFIG_DIR,
-        "hf_tokenizer_name": TEXT_CONFIG_DIR,
-        "hf_proj_type": "mlp",
-        "hf_pooler_type": "cls_last_hidden_state_pooler",
-        "context_length": CONTEXT_LENGTH,
-    }
-    model_config = {"embed_dim": EMBED_DIM, "vision_cfg": vision_cfg, "text_cfg": text_cfg}
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with staged_folder(folder, overwrite=False, what="build_random_biomedclip") as staging:
-        bert_config.save_pretrained(str(staging / TEXT_CONFIG_DIR))
-        build_text_cfg = dict(
-            text_cfg, hf_model_name=str(staging / TEXT_CONFIG_DIR), hf_model_pretrained=False
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            clip = open_clip.CustomTextCLIP(
-                embed_dim=EMBED_DIM, vision_cfg=vision_cfg, text_cfg=build_text_cfg
-            )
-        set_model_preprocess_cfg(
-            clip, {"size": 224, "mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic"}
-        )
-        write_hub_folder(staging, folder, clip, tokenizer, model_config)
-    return folder
+    return write_towers_folder(
+        folder,
+        bert_config,
+        tokenizer,
+        vision_cfg,
+        embed_dim=EMBED_DIM,
+        context_length=CONTEXT_LENGTH,
+        seed=seed,
+        overwrite=False,
+        what="build_random_biomedclip",
+    )

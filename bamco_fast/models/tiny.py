@@ -138,9 +138,7 @@ def build_tiny_towers(
             f"build_tiny_towers: text_width ({text_width}) must be divisible by text_heads ({text_heads})"
         )
 
-    import open_clip
     import transformers
-    from open_clip.model import set_model_preprocess_cfg
 
     vocab = train_wordpiece_vocab(texts, vocab_size)
     tokenizer = _bert_tokenizer(vocab, context_length)
@@ -161,6 +159,41 @@ def build_tiny_towers(
         "timm_proj": "linear",
         "image_size": image_size,
     }
+    return write_towers_folder(
+        folder,
+        bert_config,
+        tokenizer,
+        vision_cfg,
+        embed_dim=embed_dim,
+        context_length=context_length,
+        seed=seed,
+        overwrite=overwrite,
+        what="build_tiny_towers",
+    )
+
+
+def write_towers_folder(
+    folder: Path,
+    bert_config,
+    tokenizer,
+    vision_cfg: dict,
+    *,
+    embed_dim: int,
+    context_length: int,
+    seed: int,
+    overwrite: bool,
+    what: str,
+) -> Path:
+    """Build a randomly initialised BiomedCLIP-shaped open_clip model (timm image tower from
+    ``vision_cfg``, Hugging Face BERT from ``bert_config`` with a CLS pooler and MLP projection, OpenAI
+    normalisation) and write it with ``tokenizer`` as an open_clip hub-layout folder (atomically).
+
+    ``seed`` seeds the weights without touching the global RNG. Returns ``folder`` (absolute).
+    """
+    import open_clip
+    from open_clip.model import set_model_preprocess_cfg
+
+    image_size = int(vision_cfg["image_size"])
     text_cfg = {
         "hf_model_name": TEXT_CONFIG_DIR,
         "hf_tokenizer_name": TEXT_CONFIG_DIR,
@@ -170,7 +203,7 @@ def build_tiny_towers(
     }
     model_config = {"embed_dim": embed_dim, "vision_cfg": vision_cfg, "text_cfg": text_cfg}
     folder = Path(folder).absolute()
-    with staged_folder(folder, overwrite=overwrite, what="build_tiny_towers") as staging:
+    with staged_folder(folder, overwrite=overwrite, what=what) as staging:
         bert_config.save_pretrained(str(staging / TEXT_CONFIG_DIR))
         build_text_cfg = dict(
             text_cfg, hf_model_name=str(staging / TEXT_CONFIG_DIR), hf_model_pretrained=False
