@@ -13,8 +13,8 @@ prints the answer and the knowledge-space entity retrieved for the image. Many q
 relative ``image`` is resolved against the file's folder, or against ``IMAGE_FOLDER`` when the
 JSONL is given with ``--questions``). ``questions.txt`` with a folder: every question (one per line) is
 asked about every image of the folder. Answers are generated in batches (greedy, deterministic) with a
-progress bar and written as JSONL (``qid, image, question, prediction, retrieved_entity``) to ``--out``
-or printed.
+progress bar and written as JSONL (``qid, image, question, prediction, retrieved_entity``, and
+``question_entities`` for a run with ``model.knowledge_input=entities``) to ``--out`` or printed.
 
 ``RUN`` is the folder written by ``python -m bamco_fast.train vqa``; it refers to its knowledge-space
 run, which must still exist (``--knowledge-space`` points elsewhere when it moved).
@@ -179,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
         }
         for q, a in zip(questions, answers)
     ]
+    model = loaded.model
+    if model.config.knowledge_input == "entities" and model.entities is not None:
+        for row, found in zip(rows, model.entities([q.question for q in questions])):
+            row["question_entities"] = found
     if args.batch is None:
         row = rows[0]
         if args.json:
@@ -186,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"answer: {row['prediction']}")
             print(f"retrieved entity: {row['retrieved_entity']}")
+            if "question_entities" in row:
+                print(f"question entities: {row['question_entities'] or '(none: the question text is used)'}")
         return 0
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if args.out is not None:

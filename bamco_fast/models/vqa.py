@@ -9,9 +9,10 @@ Prompt (token ids, left-padded to the longest row of the batch)::
   embeddings, the correct path; ``False`` reproduces the published path (patches without positional
   embeddings or CLS token), needed only to reuse the published projector weights.
 * knowledge tokens (``N_kg = knowledge_tokens``, 1 by default): the knowledge space's text embedding of
-  the question (``knowledge_input="question"``, published) or of a per-question entity text supplied by
-  the caller (``knowledge_input="entities"``, e.g. the entities :mod:`bamco_fast.knowledge` extracts,
-  joined by ", "; an empty entity text falls back to the question) -> :class:`VectorProjector`.
+  the question (``knowledge_input="question"``, published) or of the question's entity text
+  (``knowledge_input="entities"``: the names of the knowledge-base concepts it mentions, joined by ", ",
+  found by the model's :class:`~bamco_fast.models.entity_input.EntityTexts` or passed by the caller; an
+  empty entity text falls back to the question) -> :class:`VectorProjector`.
 * intra-class token: the knowledge space's image embedding retrieves the top-1 class of an
   :class:`IntraClassBank` by cosine with the class-name text embeddings; ``K`` of the class's images are
   drawn seeded by the question id, encoded by the frozen intra-class encoder -> :class:`VectorProjector`.
@@ -59,6 +60,8 @@ class VQAModel(nn.Module):
         tokenizer: its tokenizer (special tokens added when missing, see the module docstring).
         intra_bank: the :class:`IntraClassBank` used for retrieval (required when the intra-class
             branch is on and no stacks are passed explicitly).
+        entities: the :class:`~bamco_fast.models.entity_input.EntityTexts` of ``knowledge_input="entities"``
+            (saved with the run); without it, callers pass ``knowledge_texts`` themselves.
     """
 
     IMAGE_TOKEN = "<im_patch>"
@@ -66,7 +69,13 @@ class VQAModel(nn.Module):
     INTRA_TOKEN = "<ic_token>"
 
     def __init__(
-        self, config: VQAModelConfig, knowledge_space: nn.Module, llm: nn.Module, tokenizer, intra_bank=None
+        self,
+        config: VQAModelConfig,
+        knowledge_space: nn.Module,
+        llm: nn.Module,
+        tokenizer,
+        intra_bank=None,
+        entities=None,
     ):
         super().__init__()
         if knowledge_space is None:
@@ -99,6 +108,7 @@ class VQAModel(nn.Module):
             llm, config.lora, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout
         )
         self.intra_bank = intra_bank
+        self.entities = entities
 
     @property
     def intra_bank(self):
@@ -255,9 +265,13 @@ class VQAModel(nn.Module):
             if c.use_knowledge:
                 texts = list(questions)
                 if c.knowledge_input == "entities":
+                    if knowledge_texts is None and self.entities is not None:
+                        knowledge_texts = self.entities(texts)
                     if knowledge_texts is None or len(knowledge_texts) != batch:
+                        got = None if knowledge_texts is None else f"{len(knowledge_texts)} texts"
                         raise ValueError(
-                            "knowledge_texts: knowledge_input='entities' needs one entity text per question"
+                            f"knowledge_texts: knowledge_input='entities' needs one entity text per question "
+                            f"({batch}), got {got}; pass knowledge_texts= or give the model an EntityTexts"
                         )
                     texts = [e if e and e.strip() else q for e, q in zip(knowledge_texts, texts)]
                 text_emb = ks.encode_text(texts)
@@ -439,12 +453,12 @@ def _project(projector: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def build_vqa_model(
-    config: VQAModelConfig, knowledge_space: nn.Module, intra_bank=None, *, device=None
+    config: VQAModelConfig, knowledge_space: nn.Module, intra_bank=None, *, entities=None, device=None
 ) -> VQAModel:
     """Load ``config.llm`` and its tokenizer with the Auto classes and build a fresh :class:`VQAModel`."""
     llm = vqa_io.load_llm(config.llm, config.dtype)
     tokenizer = vqa_io.load_tokenizer(config.llm)
-    model = VQAModel(config, knowledge_space, llm, tokenizer, intra_bank)
+    model = VQAModel(config, knowledge_space, llm, tokenizer, intra_bank, entities)
     return model.to(device) if device is not None else model
 
 

@@ -8,6 +8,7 @@ A saved run (:func:`save_trainable`) is a folder::
     tokenizer/               the tokenizer with its added special tokens
     adapter/                 peft LoRA adapters only (lora="lora"; no embedding matrices)
     llm/                     the whole LLM (lora="none", and merged folders written by :func:`merge`)
+    entities.json            the entity vocabulary of ``knowledge_input="entities"`` (only then)
 
 The frozen towers, text head and intra-class encoder are never copied: the run records the
 knowledge-space folder and loads it from there. Folders are published atomically.
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .entity_input import ENTITIES_FILE, EntityTexts
 from .lora import is_peft_model, merged_copy, save_lora
 from .vqa_config import VQAModelConfig
 
@@ -129,6 +131,8 @@ def _write_common(model, folder: Path, meta: dict) -> None:
         str(folder / _PROJECTORS),
     )
     model.tokenizer.save_pretrained(str(folder / "tokenizer"))
+    if getattr(model, "entities", None) is not None:
+        model.entities.save(folder)
     atomic_write_text(folder / _META, json.dumps(meta, indent=2) + "\n")
 
 
@@ -249,7 +253,14 @@ def load_model(
         raise ValueError(f"{folder / 'tokenizer'}: the saved tokenizer lacks the special tokens {missing}")
     from_folder = meta["llm_saved"] == "llm"
     llm = load_llm(folder / "llm" if from_folder else config.llm, config.dtype)
-    model = cls(config, knowledge_space, llm, tokenizer, intra_bank)
+    entities = None
+    if (folder / ENTITIES_FILE).is_file():
+        entities = EntityTexts.load(folder)
+    elif config.knowledge_input == "entities":
+        raise ValueError(
+            f"{folder}: a run with knowledge_input='entities' must hold its entity vocabulary {ENTITIES_FILE}"
+        )
+    model = cls(config, knowledge_space, llm, tokenizer, intra_bank, entities)
     if device is not None:
         model.to(device)
     model.load_trainable(folder, llm_weights=not from_folder)

@@ -216,6 +216,24 @@ def _knowledge_source(config: VQAConfig, ks_folder: Path) -> dict | None:
     return source
 
 
+def _entity_vocabulary(config: VQAConfig, space, plain: bool):
+    """Entity names for ``model.knowledge_input=entities``: the knowledge space's classes (the head
+    entities it was trained on); with plain towers, the head entities of ``data.knowledge``."""
+    from bamco_fast.models.entity_input import EntityTexts
+
+    if not plain:
+        return EntityTexts(space.class_names)
+    if not config.data.knowledge:
+        raise ConfigError(
+            "data.knowledge: model.knowledge_input=entities with plain towers needs a knowledge file whose head "
+            "entities are the vocabulary, got an empty string (or use model.knowledge_input=question)"
+        )
+    try:
+        return EntityTexts.from_knowledge_file(config.data.knowledge)
+    except ValueError as exc:
+        raise ConfigError(f"data.knowledge: {exc}") from None
+
+
 def prepare(config: VQAConfig) -> Prepared:
     """Check the inputs and build the model (fails early and clearly on bad input)."""
     from bamco_fast.models.vqa import VQAModelConfig, build_vqa_model
@@ -228,11 +246,6 @@ def prepare(config: VQAConfig) -> Prepared:
     if config.loop.num_threads and runtime.device.type == "cpu":
         torch.set_num_threads(config.loop.num_threads)
     m = config.model
-    if m.knowledge_input != "question":
-        raise ConfigError(
-            "model.knowledge_input: the training stage supports 'question' (the published input); 'entities' "
-            "needs per-question entity texts (bamco_fast.models.vqa.entity_texts), not wired into the stage yet"
-        )
     out = Path(config.out)
     splits = _load_splits(config)
     ks_folder = config.knowledge_space or (DEMO_KNOWLEDGE_SPACE if config.data.dataset == "demo" else "")
@@ -268,12 +281,34 @@ def prepare(config: VQAConfig) -> Prepared:
     bank = None
     if use_intra:
         source = _knowledge_source(config, Path(ks_folder))
-        bank = build_intra_bank(space, **source, seed=config.loop.seed, sampling=m.intra_sampling)
+        held_out = sorted({str(Path(r.image_path).resolve()) for r in [*splits.validate, *splits.evaluate]})
+        bank = build_intra_bank(
+            space, **source, seed=config.loop.seed, sampling=m.intra_sampling, exclude_images=held_out
+        )
         info["bank"] = {
             **{k: str(Path(v).absolute()) if v else "" for k, v in source.items()},
             "seed": config.loop.seed,
             "sampling": m.intra_sampling,
+            "exclude_images": held_out,
         }
+        splits.notes.append(
+            f"intra-class bank: {len(bank.class_names)} classes; {bank.left_out_images} images of the validation "
+            f"and evaluation splits left out of it"
+            + (
+                f", so {len(bank.dropped_classes)} classes with no other image are not retrievable"
+                if bank.dropped_classes
+                else ""
+            )
+        )
+    entities = None
+    if m.use_knowledge and m.knowledge_input == "entities":
+        entities = _entity_vocabulary(config, space, m.plain_towers)
+        coverage = entities.coverage([r.question for r in splits.train])
+        info["entities"] = {"names": len(entities), "train_coverage": round(coverage, 4)}
+        splits.notes.append(
+            f"knowledge input: entities ({len(entities)} knowledge-base names); at least one found in "
+            f"{coverage:.1%} of the training questions, the others use the question text"
+        )
     texts = [f"{r.question} {r.answer}" for r in splits.train]
     llm_name = resolve_llm(m.llm, out, texts, seed=config.loop.seed, build=runtime.is_main)
     if runtime.distributed:
@@ -294,7 +329,7 @@ def prepare(config: VQAConfig) -> Prepared:
         max_new_tokens=config.eval.max_new_tokens,
     )
     torch.manual_seed(config.loop.seed)
-    model = build_vqa_model(model_config, space, bank, device=runtime.device)
+    model = build_vqa_model(model_config, space, bank, entities=entities, device=runtime.device)
     info["llm"] = llm_name
     towers = space.towers
     records = [*splits.train, *splits.validate, *splits.evaluate]

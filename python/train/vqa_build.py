@@ -14,7 +14,7 @@ still exist when the run is loaded (or be given again with ``knowledge_space=``)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,16 @@ def build_intra_bank(
     image_map: str | Path | None = None,
     seed: int = 0,
     sampling: str = "question",
+    exclude_images: Collection[str | Path] = (),
 ):
-    """The intra-class bank of ``knowledge_space``'s classes: each class's training images (``(N,3,h,w)`` uint8)."""
+    """The intra-class bank of ``knowledge_space``'s classes: each class's training images (``(N,3,h,w)`` uint8).
+
+    ``exclude_images``: image files left out of every pool. A VQA run passes the images of its validation
+    and evaluation splits: a validation split carved from train shares the training knowledge records, and
+    without this the intra-class stack of a validation question could hold the very image it asks about.
+    A class left with no image is dropped from the bank (it cannot be retrieved). The bank records what
+    was left out in ``bank.left_out_images`` (count) and ``bank.dropped_classes`` (names).
+    """
     from bamco_fast.models.retrieval import IntraClassBank
     from bamco_fast.pretraining.records import load_knowledge_table
 
@@ -139,13 +147,32 @@ def build_intra_bank(
     classes = list(knowledge_space.class_names)
     table = load_knowledge_table(knowledge_file, image_root, image_map=mapping, classes=classes)
     root = Path(image_root)
-    pools = {name: [root / image for image in table.pool(i)] for i, name in enumerate(table.classes)}
+    excluded = {str(Path(p).resolve()) for p in exclude_images}
+    pools: dict[str, list[Path]] = {}
+    names: list[str] = []  # the knowledge space's spelling (the table may lower-case)
+    dropped: list[str] = []
+    left_out: set[str] = set()
+    for i, key in enumerate(table.classes):
+        paths = [root / image for image in table.pool(i)]
+        kept = [p for p in paths if str(p.resolve()) not in excluded]
+        left_out.update(str(p.resolve()) for p in paths if str(p.resolve()) in excluded)
+        if kept:
+            pools[key] = kept
+            names.append(classes[i])
+        else:
+            dropped.append(classes[i])
+    if not pools:
+        raise ValueError(
+            f"{knowledge_file}: every image of the intra-class bank is in the validation or evaluation splits"
+        )
     towers = knowledge_space.towers
     size = int(getattr(knowledge_space.config, "intra_image_size", 84))
     bank = IntraClassBank.from_paths(
         pools, image_size=size, mean=towers.image_mean, std=towers.image_std, seed=seed, sampling=sampling
     )
-    bank.class_names = list(classes)  # the knowledge space's spelling (the table may lower-case)
+    bank.class_names = names
+    bank.left_out_images = len(left_out)
+    bank.dropped_classes = dropped
     return bank
 
 
@@ -263,6 +290,7 @@ def load_run(
             image_map=spec.get("image_map") or None,
             seed=spec["seed"],
             sampling=spec["sampling"],
+            exclude_images=spec.get("exclude_images", ()),
         )
     model = VQAModel.load(model_dir, knowledge_space=space, intra_bank=bank, device=dev)
     towers = space.towers

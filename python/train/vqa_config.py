@@ -98,7 +98,7 @@ class VQAModelSection:
     use_knowledge: bool = True
     use_intra_class: bool = True
     patch_positional: bool = True  # False = the published patch path without positional embeddings
-    knowledge_input: str = "question"  # question | entities
+    knowledge_input: str = "question"  # question | entities (names of the classes found in the question)
     num_intra_images: int = 0  # K per intra-class stack; 0 = the knowledge space's num_images (36)
     max_length: int = 256
     intra_sampling: str = "question"  # question: a stack per question id; class: one per class (cached)

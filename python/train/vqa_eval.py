@@ -2,7 +2,8 @@
 
 :func:`predict_records` answers records in batches with the model's greedy, KV-cached generation and
 returns :class:`bamco_fast.metrics.Prediction` rows carrying ``qid, question, answer, prediction,
-answer_type`` and, in ``extra``, ``retrieved_entity, image_name, dataset, split``.
+answer_type`` and, in ``extra``, ``retrieved_entity, image_name, dataset, split`` (and
+``question_entities``, the knowledge text, for ``knowledge_input="entities"``).
 :func:`write_evaluation` writes ``predictions_<split>.jsonl`` and ``report_<split>.json`` (the
 :func:`bamco_fast.metrics.score` report, plus the no-model baselines of
 :func:`bamco_fast.metrics.score_baselines` learnt from the training split) and returns the printed table.
@@ -44,12 +45,22 @@ def predict_records(
     model.eval()
     rows: list = []
     bar = tqdm(total=len(records), desc=desc, unit="q", disable=not progress, dynamic_ncols=True, leave=False)
+    entities = getattr(model, "entities", None) if model.config.knowledge_input == "entities" else None
     try:
         for batch in iter_batches(records, table, batch_size):
             answers = model.generate(
                 batch.images.to(device), batch.questions, qids=batch.qids, max_new_tokens=max_new_tokens
             )
-            for record, generated in zip(batch.records, answers):
+            found = entities(batch.questions) if entities is not None else [None] * len(batch)
+            for record, generated, entity_text in zip(batch.records, answers, found):
+                extra = {
+                    "retrieved_entity": generated.retrieved_entity,
+                    "image_name": record.image_name,
+                    "dataset": record.dataset,
+                    "split": record.split,
+                }
+                if entity_text is not None:
+                    extra["question_entities"] = entity_text
                 rows.append(
                     Prediction(
                         qid=record.qid,
@@ -57,12 +68,7 @@ def predict_records(
                         answer=record.answer,
                         answer_type=record.answer_type,
                         question=record.question,
-                        extra={
-                            "retrieved_entity": generated.retrieved_entity,
-                            "image_name": record.image_name,
-                            "dataset": record.dataset,
-                            "split": record.split,
-                        },
+                        extra=extra,
                     )
                 )
             bar.update(len(batch))

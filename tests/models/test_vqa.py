@@ -296,6 +296,32 @@ def test_ablation_switches(lm_dirs, ks, ks_dir):
     assert not torch.allclose(by_entity["<kg_token>"][0], by_question["<kg_token>"][0])
 
 
+def test_entities_input_extracts_saves_and_reloads(lm_dirs, ks, ks_dir, tmp_path):
+    from bamco_fast.models.entity_input import ENTITIES_FILE, EntityTexts
+
+    torch.manual_seed(0)
+    config = VQAModelConfig(
+        llm=str(lm_dirs["gpt2"]), knowledge_space=str(ks_dir), lora_r=8, knowledge_input="entities"
+    )
+    model = build_vqa_model(config, ks, _bank(ks), entities=EntityTexts(CLASSES)).eval()
+    assert model.entities(QUESTIONS) == ["", "lung", "brain", ""]
+    images = _images(ks)
+    found = model.prefix_features(images, QUESTIONS, qids=QIDS)[0]["<kg_token>"]
+    given = model.prefix_features(images, QUESTIONS, qids=QIDS, knowledge_texts=["", "lung", "brain", ""])[0]
+    torch.testing.assert_close(found, given["<kg_token>"], rtol=0, atol=0)
+    expected = model.generate(images, QUESTIONS, qids=QIDS, max_new_tokens=6)
+    run = model.save_trainable(tmp_path / "run")
+    assert json.loads((run / ENTITIES_FILE).read_text())["names"] == CLASSES
+    loaded = VQAModel.load(run, intra_bank=_bank(ks))
+    assert loaded.entities.names == tuple(CLASSES)
+    assert loaded.generate(images, QUESTIONS, qids=QIDS, max_new_tokens=6) == expected
+    (run / ENTITIES_FILE).unlink()
+    with pytest.raises(ValueError, match=ENTITIES_FILE):
+        VQAModel.load(run, intra_bank=_bank(ks))
+    question_run = _model(lm_dirs, ks, ks_dir, "gpt2").save_trainable(tmp_path / "question")
+    assert not (question_run / ENTITIES_FILE).exists()  # only the entities input writes it
+
+
 def test_class_sampling_cache_is_exact(lm_dirs, ks, ks_dir):
     model = _model(lm_dirs, ks, ks_dir, "gpt2").eval()
     images = _images(ks)

@@ -159,3 +159,102 @@ def test_missing_knowledge_space_is_a_clear_error(tmp_path):
     )
     with pytest.raises(ValueError, match="knowledge space: expected the folder of a pretraining run"):
         run_config(config)
+
+
+def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
+    from bamco_fast.models.entity_input import ENTITIES_FILE
+    from bamco_fast.predict import main as predict_main
+    from bamco_fast.pretraining.records import load_knowledge_table
+
+    kg = shared_data("bamco_kg", "Slake1.0", "KG_Slake_Train.json")
+    images = shared_data("slake", "imgs")
+    classes = load_knowledge_table(kg, images).classes
+    ks = tiny_knowledge_space(tmp_path / "ks", tmp_path / "towers", classes)
+    config = tiny_run_config(
+        tmp_path / "run",
+        "slake-tiny",
+        f"knowledge_space={ks}",
+        f"data.root={shared_data('slake')}",
+        f"data.knowledge={kg}",
+        f"data.knowledge_images={images}",
+        "model.knowledge_input=entities",
+        "model.intra_sampling=class",
+        "data.max_train=48",
+        "data.max_validate=16",
+        "data.max_evaluate=24",
+        "loop.epochs=1",
+    )
+    assert run_config(config) == 0
+    assert "knowledge input: entities" in capsys.readouterr().out
+    run = tmp_path / "run"
+    info = json.loads((run / "run.json").read_text())
+    assert info["entities"]["names"] == len(classes)
+    assert 0.0 < info["entities"]["train_coverage"] < 1.0  # Slake asks "which organ ..." without naming one
+    saved = json.loads((run / "model" / ENTITIES_FILE).read_text())["names"]
+    assert saved == list(classes)
+    before = (run / "predictions_validate.jsonl").read_text()
+    (run / "predictions_validate.jsonl").unlink()
+    assert run_config(config, eval_only=True) == 0
+    assert (run / "predictions_validate.jsonl").read_text() == before
+    image = shared_data("slake", "imgs", "xmlab1", "source.jpg")
+    question = "Does the liver look healthy?"
+    assert predict_main(["--run", str(run), "--image", str(image), "--question", question, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert isinstance(row["prediction"], str) and row["retrieved_entity"] in classes
+    assert row["question_entities"].lower() == "liver"
+    rows = [json.loads(line) for line in before.splitlines()]
+    assert all("question_entities" in r for r in rows) and any(r["question_entities"] for r in rows)
+
+
+def test_entities_with_plain_towers_need_a_knowledge_file(tmp_path, capsys):
+    from bamco_fast.train.vqa import main
+
+    towers = tmp_path / "towers"
+    from bamco_fast.models.tiny import build_tiny_towers
+
+    build_tiny_towers(towers, ["what is present"], image_size=64)
+    code = main(
+        [
+            "--preset",
+            "pathvqa-tiny",
+            "--set",
+            f"data.root={shared_data('pathvqa')}",
+            "--set",
+            f"model.towers=local-dir:{towers}",
+            "--set",
+            "model.knowledge_input=entities",
+            "--set",
+            f"out={tmp_path / 'run'}",
+        ]
+    )
+    assert code == 2
+    assert "data.knowledge: model.knowledge_input=entities with plain towers" in capsys.readouterr().err
+
+
+def test_intra_bank_leaves_out_validation_and_evaluation_images(slake_run):
+    from bamco_fast.models.knowledge_space import KnowledgeSpace
+    from bamco_fast.train.vqa import _load_splits
+    from bamco_fast.train.vqa_build import build_intra_bank
+
+    run, config = slake_run
+    _, _, ks_dir = trained_slake_run()
+    info = json.loads((run / "run.json").read_text())
+    splits = _load_splits(config)
+    held = sorted({str(Path(r.image_path).resolve()) for r in [*splits.validate, *splits.evaluate]})
+    assert info["bank"]["exclude_images"] == held
+    space = KnowledgeSpace.load(ks_dir)
+    source = {k: info["bank"][k] for k in ("knowledge_file", "image_root", "image_map")}
+    full = build_intra_bank(space, **source)
+    bank = build_intra_bank(space, **source, exclude_images=held)
+    # the validation split is carved from Slake train, whose knowledge records name its images
+    assert bank.left_out_images > 0
+    assert bank.images.shape[0] == full.images.shape[0] - bank.left_out_images
+    assert sorted([*bank.class_names, *bank.dropped_classes]) == sorted(full.class_names)
+    decoded = {bytes(img.numpy()) for img in bank.images}
+    root = Path(source["image_root"])
+    held_set = set(held)
+    table_images = [p for p in root.rglob("source.jpg") if str(p.resolve()) in held_set][:5]
+    from bamco_fast.models.retrieval import decode_images
+
+    size = (bank.images.shape[2], bank.images.shape[3])
+    assert table_images and all(bytes(img.numpy()) not in decoded for img in decode_images(table_images, size))
