@@ -94,7 +94,11 @@ class EntityTexts:
 
         path = Path(folder) / ENTITIES_FILE
         data = read_json(path, "entity vocabulary")
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("names"), list):
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != _FORMAT
+            or not isinstance(data.get("names"), list)
+        ):
             raise ValueError(f"{path}: expected a {_FORMAT} file with a 'names' list, got {str(data)[:80]!r}")
         return cls(data["names"])
 

@@ -257,4 +257,6 @@ def test_intra_bank_leaves_out_validation_and_evaluation_images(slake_run):
     from bamco_fast.models.retrieval import decode_images
 
     size = (bank.images.shape[2], bank.images.shape[3])
-    assert table_images and all(bytes(img.numpy()) not in decoded for img in decode_images(table_images, size))
+    assert table_images and all(
+        bytes(img.numpy()) not in decoded for img in decode_images(table_images, size)
+    )
