@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bamco_fast-installed
 
-.PHONY: install demo test lint bench info clean
+.PHONY: install demo test lint bench info clean tiny-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,55 @@ demo: install
 	rm -rf runs/demo
 	$(BIN)/python -m bamco_fast.train pretrain --out runs/demo/pretrain
 	$(BIN)/python -m bamco_fast.train vqa --knowledge-space runs/demo/pretrain --set out=runs/demo/vqa
+
+# The README's VQA results table: tiny local models on CPU on the real datasets in ../shared/data, each
+# run on one thread; independent runs in parallel with `make -j2 tiny-results` (about 25 minutes on 2 cores).
+# Writes runs/tiny/results.md. Not the paper's setting: see the README.
+TINY := runs/tiny
+TRAIN := HF_HUB_OFFLINE=1 $(BIN)/python -m bamco_fast.train
+TINY_PRETRAIN := --alignment --set tiny.enabled=true --set model.num_images=64 --set model.intra_image_size=32 \
+	--set model.feature_size=1 --set data.augment_reference=false --set data.cache_image_features=true \
+	--set data.cache_resolution=64 --set loop.batch_size=16 --set loop.max_steps=80 --set optim.lr=2e-3 \
+	--set loop.num_threads=1 --set loop.progress=false
+TINY_VQA := --set loop.epochs=3 --set loop.num_threads=1 --set loop.progress=false
+QUESTION_ONLY := --set model.use_image=false --set model.use_intra_class=false
+PLAIN := --set model.plain_towers=true --set model.use_intra_class=false
+
+runs/knowledge/slake-%.json: | install
+	$(BIN)/python -m bamco_fast.knowledge build --dataset slake --root ../shared/data/slake --split $* \
+		--kb slake-kg:../shared/data/slake/KG --out $@
+
+$(TINY)/pretrain-slake/matching.json: runs/knowledge/slake-train.json runs/knowledge/slake-validate.json
+	rm -rf $(@D)
+	$(TRAIN) pretrain --preset slake --out $(@D) $(TINY_PRETRAIN)
+
+$(TINY)/pretrain-vqa-rad/matching.json: | install
+	rm -rf $(@D)
+	$(TRAIN) pretrain --preset vqa-rad --out $(@D) $(TINY_PRETRAIN)
+
+# $(1) run name, $(2) dataset, $(3) evaluation split, $(4) pretraining run, $(5) its knowledge space, $(6) options
+define tiny_vqa
+$(TINY)/$(1)/report_$(3).json: $(TINY)/$(4)/matching.json
+	rm -rf $(TINY)/$(1)
+	$(TRAIN) vqa --preset $(2)-tiny --knowledge-space $(TINY)/$(5) --set out=$(TINY)/$(1) $(TINY_VQA) $(6)
+TINY_REPORTS += $(1)=$(TINY)/$(1)/report_$(3).json
+endef
+$(eval $(call tiny_vqa,slake-bamco,slake,validate,pretrain-slake,pretrain-slake,))
+$(eval $(call tiny_vqa,slake-bamco-entities,slake,validate,pretrain-slake,pretrain-slake,--set model.knowledge_input=entities))
+$(eval $(call tiny_vqa,slake-alignment,slake,validate,pretrain-slake,pretrain-slake/alignment,))
+$(eval $(call tiny_vqa,slake-plain-towers,slake,validate,pretrain-slake,pretrain-slake,$(PLAIN)))
+$(eval $(call tiny_vqa,slake-question-only,slake,validate,pretrain-slake,pretrain-slake,$(QUESTION_ONLY)))
+$(eval $(call tiny_vqa,vqa-rad-bamco,vqa-rad,test,pretrain-vqa-rad,pretrain-vqa-rad,))
+$(eval $(call tiny_vqa,vqa-rad-bamco-entities,vqa-rad,test,pretrain-vqa-rad,pretrain-vqa-rad,--set model.knowledge_input=entities))
+$(eval $(call tiny_vqa,vqa-rad-alignment,vqa-rad,test,pretrain-vqa-rad,pretrain-vqa-rad/alignment,))
+$(eval $(call tiny_vqa,vqa-rad-plain-towers,vqa-rad,test,pretrain-vqa-rad,pretrain-vqa-rad,$(PLAIN)))
+$(eval $(call tiny_vqa,vqa-rad-question-only,vqa-rad,test,pretrain-vqa-rad,pretrain-vqa-rad,$(QUESTION_ONLY)))
+# PathVQA: no knowledge source can be built offline; plain towers (those of the Slake run).
+$(eval $(call tiny_vqa,pathvqa-plain-towers,pathvqa,test,pretrain-slake,pretrain-slake,))
+$(eval $(call tiny_vqa,pathvqa-question-only,pathvqa,test,pretrain-slake,pretrain-slake,$(QUESTION_ONLY)))
+
+tiny-results: $(foreach r,$(TINY_REPORTS),$(lastword $(subst =, ,$(r))))
+	$(BIN)/python -m bamco_fast.evaluate table --baselines --out $(TINY)/results.md $(TINY_REPORTS)
 
 lint: install
 	$(BIN)/ruff check .

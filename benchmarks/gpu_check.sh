@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU check of the Triton backends: build the package against the installed torch, run the CUDA tests of
 # the ops, print the loss timing table (fwd+bwd, triton vs reference, device time of small batches), the
-# encoder tests and timing, and a sweep of the loss's tile settings. Needs no network.
+# encoder tests and timing, both training stages of the packaged demo on the card (bf16 autocast, the
+# Triton loss), and a sweep of the loss's tile settings. Needs no network.
 # Usage: bash benchmarks/gpu_check.sh   (from anywhere; runs in the repository root; every step has a
-# time cap, under 10 minutes in all at worst, expected 3-5 minutes)
+# time cap, under 12 minutes in all at worst, expected 4-6 minutes; SKIP_TUNE=1 leaves out the tile sweep,
+# which keeps the worst case under 10 minutes)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,8 +48,13 @@ check "encoder tests" timeout 100 "${PYTHON}" -m pytest tests/ops/test_dilated_d
 step "encoder timing (benchmarks/gpu_encoder.py: B=48, triton bf16 vs reference fp32+autocast bf16)"
 check "encoder timing" timeout 100 "${PYTHON}" benchmarks/gpu_encoder.py --batch 48 --steps 5
 
-step "loss tile sweep (benchmarks/gpu_tune.py: bf16 fwd+bwd, candidate TUNING settings vs the defaults)"
-check "tile sweep" timeout 90 "${PYTHON}" benchmarks/gpu_tune.py --deadline-s 75
+step "pipeline: both stages of the demo on CUDA (tests/train/test_cuda_stages.py: bf16, Triton loss, predict)"
+check "pipeline on CUDA" timeout 150 env HF_HUB_OFFLINE=1 "${PYTHON}" -m pytest -m cuda tests/train -q -p no:cacheprovider -rs
+
+if [[ "${SKIP_TUNE:-0}" != 1 ]]; then
+  step "loss tile sweep (benchmarks/gpu_tune.py: bf16 fwd+bwd, candidate TUNING settings vs the defaults)"
+  check "tile sweep" timeout 90 "${PYTHON}" benchmarks/gpu_tune.py --deadline-s 75
+fi
 
 if ((${#FAILED[@]})); then
   step "FAILED: ${FAILED[*]}"

@@ -6,6 +6,8 @@ Sub-commands:
   one table per file (protocol, n, score, 95% interval), the no-model baselines beside it when a
   dataset is given, and mean/std over files when several are given (e.g. seeds).
 * ``baselines --dataset D --root R --split S``: the no-model baselines alone, under every protocol.
+* ``table [LABEL=]REPORT.json ... [--baselines]``: one Markdown table of several runs' reports (scores
+  in %), optionally with the no-model baselines each report carries.
 
 Exit status: 0 success, 2 bad input (the message names the file, line or argument).
 """
@@ -92,7 +94,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write each baseline's predictions to DIR/<baseline>.jsonl (scorable with 'score')",
     )
+    table = sub.add_parser("table", help="a Markdown table of several runs' report JSON files")
+    table.add_argument(
+        "reports",
+        nargs="+",
+        metavar="[LABEL=]REPORT",
+        help="report JSON files; label default: the run folder",
+    )
+    table.add_argument(
+        "--baselines",
+        action="store_true",
+        help="after each group of reports on the same questions, a row per no-model baseline",
+    )
+    table.add_argument("--out", type=Path, default=None, help="also write the table here (atomically)")
     return parser
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from ..metrics.table import format_markdown_table, table_rows
+
+    pairs = []
+    for item in args.reports:
+        label, sep, path = item.partition("=")
+        if not sep:
+            label, path = Path(item).parent.name or item, item
+        pairs.append((label, path))
+    text = format_markdown_table(table_rows(pairs, baselines=args.baselines))
+    print(text)
+    if args.out is not None:
+        from ..data.jsonio import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
+    return 0
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -261,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "table":
+            return _cmd_table(args)
         _check_args(args)
         if args.command == "score":
             return _cmd_score(args)

@@ -254,6 +254,8 @@ def load_towers(name: str, *, device: torch.device | str | None = None) -> Tower
 
     Offline, ``hf-hub:`` names resolve from the local Hugging Face cache. A ``local-dir:`` folder may be
     moved: its text-tower config is looked up inside the folder when the recorded path no longer exists.
+    The towers come back in eval mode (no dropout), as loaded weights are used for inference; call
+    ``.train()`` to fine-tune them.
 
     Raises:
         ValueError: ``name`` is not an ``hf-hub:``/``local-dir:`` name, or its config is unusable.
@@ -278,4 +280,4 @@ def load_towers(name: str, *, device: torch.device | str | None = None) -> Tower
         name, device=device or "cpu", return_transform=False, **overrides
     )
     tokenizer = open_clip.get_tokenizer(name)
-    return Towers(name, clip, tokenizer, model_cfg)
+    return Towers(name, clip, tokenizer, model_cfg).eval()

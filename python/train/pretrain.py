@@ -122,6 +122,7 @@ class PretrainTask:
             "match/mean",
         ]
         self.plot_title = f"pretrain {config.data.dataset} ({config.objective.loss})"
+        self.loss_backend: str | None = None  # the contrastive loss's backend, known after the first step
 
     def steps_per_epoch(self) -> int:
         return len(self.batches)
@@ -154,7 +155,19 @@ class PretrainTask:
             return {"loss": loss, "alignment_loss": loss.detach()}
         from bamco_fast.models.knowledge_space import KnowledgeSpace
 
+        if self.loss_backend is None:
+            self._report_backend(out.intra)
         return KnowledgeSpace.loss(out, batch.labels, self.objective)
+
+    def _report_backend(self, features: torch.Tensor) -> None:
+        """Say once which backend runs the contrastive loss on these features (device and dtype)."""
+        from bamco_fast.ops.bamco_loss import select_backend
+
+        self.loss_backend = select_backend(features, self.objective.contrastive.backend).name
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+            dtype = str(features.dtype).replace("torch.", "")
+            print(f"contrastive loss backend: {self.loss_backend} ({features.device.type}, {dtype})")
 
     def evaluate(self) -> dict[str, float]:
         return {f"match/{k}": v for k, v in self.evaluator(self.model).items()}

@@ -192,3 +192,59 @@ def test_module_entry_point_and_light_import(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
     assert done.returncode == 2 and "predictions file not found" in done.stderr
+
+
+def test_table_of_several_reports_with_baselines_once_per_question_set(tmp_path, slake_root, capsys):
+    reports = []
+    for name, rows in (("a", _PREDS), ("b", [{**r, "prediction": "liver"} for r in _PREDS])):
+        pred = _predictions(tmp_path / f"{name}.jsonl", rows)
+        out = tmp_path / name / "report.json"
+        out.parent.mkdir()
+        base = ["score", str(pred), "--dataset", "slake", "--root", str(slake_root), "--n-boot", "0"]
+        assert main([*base, "--out", str(out)]) == 0
+        reports.append(out)
+    validate = tmp_path / "v" / "report.json"
+    validate.parent.mkdir()
+    pred = _predictions(tmp_path / "v.jsonl", [{"qid": "1", "prediction": "yes"}])
+    args = ["score", str(pred), "--dataset", "slake", "--root", str(slake_root), "--split", "validate"]
+    assert main([*args, "--n-boot", "0", "--out", str(validate)]) == 0
+    capsys.readouterr()
+    table_file = tmp_path / "table.md"
+    args = ["table", f"first run={reports[0]}", str(reports[1]), str(validate), "--baselines"]
+    assert main([*args, "--out", str(table_file)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert table_file.read_text().strip().splitlines() == lines
+    assert lines[0].startswith("| run | n | closed exact | open exact |")
+    labels = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+    baselines = ["majority answer", "train answer of the same question", "empty answer"]
+    assert labels == ["first run", "b", *baselines, "v", *baselines]
+    first = json.loads(reports[0].read_text())["metrics"]
+    cells = lines[2].strip("| ").split(" | ")
+    assert cells[1] == "4" and cells[2] == f"{100 * first['closed_exact']['score']:.1f}"
+    assert cells[-2] == f"{100 * first['overall_exact']['score']:.1f}"
+    assert main(["table", str(tmp_path / "missing.json")]) == 2
+    assert "report: file not found" in capsys.readouterr().err
+    bare = tmp_path / "bare.json"
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "a.jsonl"),
+                "--dataset",
+                "slake",
+                "--root",
+                str(slake_root),
+                "--no-baselines",
+                "--n-boot",
+                "0",
+                "--out",
+                str(bare),
+            ]
+        )
+        == 0
+    )
+    assert main(["table", str(bare), "--baselines"]) == 2
+    assert "the report has no 'baselines'" in capsys.readouterr().err
+    pred.write_text("[]")
+    assert main(["table", str(pred)]) == 2
+    assert "expected a scoring report" in capsys.readouterr().err

@@ -19,7 +19,9 @@ IMAGE = 64  # the session fixture's image size; patch 16 -> grid 4x4
 
 @pytest.fixture(scope="module")
 def towers(tiny_towers_dir) -> Towers:
-    return load_towers(f"local-dir:{tiny_towers_dir}").eval()
+    loaded = load_towers(f"local-dir:{tiny_towers_dir}")
+    assert not any(m.training for m in loaded.modules())  # loaded for inference: eval mode
+    return loaded
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

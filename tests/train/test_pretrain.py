@@ -63,6 +63,11 @@ def test_cli_trains_selects_saves_and_prints_the_matching_table(data, tmp_path, 
     assert pretrain.main(_args(data, run, "--alignment")) == 0
     printed = capsys.readouterr().out
     assert "untrained" in printed and "alignment" in printed and "BaMCo" in printed
+    from bamco_fast.ops.bamco_loss import select_backend
+
+    expected = select_backend(torch.zeros(2, 3, 4), None).name  # the C++ extension where it is built
+    assert printed.count("contrastive loss backend:") == 1  # said once; the alignment run has none
+    assert f"contrastive loss backend: {expected} (cpu, float32)" in printed
     for name in (
         "config.json",
         "config.yaml",
