@@ -5,6 +5,7 @@ Importing this package needs only torch: open_clip, timm and transformers are im
 that load or build towers.
 """
 
+from .entity_input import EntityTexts
 from .heads import PrototypeHead, TextHead
 from .knowledge_space import (
     KnowledgeSpace,
@@ -22,6 +23,7 @@ from .vqa_config import GeneratedAnswer, VQAModelConfig
 
 __all__ = [
     "BIOMEDCLIP",
+    "EntityTexts",
     "GeneratedAnswer",
     "IntraClassBank",
     "KnowledgeSpace",

@@ -166,8 +166,11 @@ class PretrainTask:
         self.loss_backend = select_backend(features, self.objective.contrastive.backend).name
         dist = torch.distributed
         if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+            from tqdm.auto import tqdm
+
             dtype = str(features.dtype).replace("torch.", "")
-            print(f"contrastive loss backend: {self.loss_backend} ({features.device.type}, {dtype})")
+            # above the progress bar, which is running
+            tqdm.write(f"contrastive loss backend: {self.loss_backend} ({features.device.type}, {dtype})")
 
     def evaluate(self) -> dict[str, float]:
         return {f"match/{k}": v for k, v in self.evaluator(self.model).items()}

@@ -281,24 +281,24 @@ def prepare(config: VQAConfig) -> Prepared:
     bank = None
     if use_intra:
         source = _knowledge_source(config, Path(ks_folder))
-        held_out = sorted({str(Path(r.image_path).resolve()) for r in [*splits.validate, *splits.evaluate]})
+        held_out = sorted(
+            {(str(Path(r.image_path).resolve()), r.question) for r in [*splits.validate, *splits.evaluate]}
+        )
         bank = build_intra_bank(
-            space, **source, seed=config.loop.seed, sampling=m.intra_sampling, exclude_images=held_out
+            space, **source, seed=config.loop.seed, sampling=m.intra_sampling, exclude_questions=held_out
         )
         info["bank"] = {
             **{k: str(Path(v).absolute()) if v else "" for k, v in source.items()},
             "seed": config.loop.seed,
             "sampling": m.intra_sampling,
-            "exclude_images": held_out,
+            "exclude_questions": [list(pair) for pair in held_out],
         }
+        dropped = len(bank.dropped_classes)
         splits.notes.append(
-            f"intra-class bank: {len(bank.class_names)} classes; {bank.left_out_images} images of the validation "
-            f"and evaluation splits left out of it"
-            + (
-                f", so {len(bank.dropped_classes)} classes with no other image are not retrievable"
-                if bank.dropped_classes
-                else ""
-            )
+            f"intra-class bank: {len(bank.class_names)} classes from the records of training questions; "
+            f"{bank.left_out_records} records of validation/evaluation questions left out "
+            f"({bank.left_out_images} images no longer in any pool"
+            + (f", {dropped} classes left without images are not retrievable)" if dropped else ")")
         )
     entities = None
     if m.use_knowledge and m.knowledge_input == "entities":

@@ -118,6 +118,11 @@ def plain_towers(name: str, *, device: torch.device | str | None = None) -> Plai
     return PlainTowers(load_towers(name, device=device))
 
 
+def _question_key(image: str | Path, question: str) -> tuple[str, str]:
+    """``(resolved image path, lower-cased question with runs of whitespace collapsed)``."""
+    return str(Path(image).resolve()), " ".join(str(question).lower().split())
+
+
 def build_intra_bank(
     knowledge_space: nn.Module,
     knowledge_file: str | Path,
@@ -126,16 +131,20 @@ def build_intra_bank(
     image_map: str | Path | None = None,
     seed: int = 0,
     sampling: str = "question",
-    exclude_images: Collection[str | Path] = (),
+    exclude_questions: Collection[Sequence[str]] = (),
 ):
     """The intra-class bank of ``knowledge_space``'s classes: each class's training images (``(N,3,h,w)`` uint8).
 
-    ``exclude_images``: image files left out of every pool. A VQA run passes the images of its validation
-    and evaluation splits: a validation split carved from train shares the training knowledge records, and
-    without this the intra-class stack of a validation question could hold the very image it asks about.
-    A class left with no image is dropped from the bank (it cannot be retrieved). The bank records what
-    was left out in ``bank.left_out_images`` (count) and ``bank.dropped_classes`` (names).
+    ``exclude_questions``: ``(image path, question)`` pairs whose knowledge records are left out. A VQA
+    run passes its validation and evaluation questions, so the bank is built from the records of
+    training questions only: a record's head entity often comes from its answer, so a pool holding an
+    image through a held-out question's record would encode that answer. (An image also asked about in
+    training, as most VQA-RAD test images are, stays in the bank through its training records.)
+    Questions match case- and whitespace-insensitively. A class left with no image is dropped from the
+    bank (it cannot be retrieved). The bank records ``bank.left_out_records`` (count),
+    ``bank.left_out_images`` (images no longer in any pool) and ``bank.dropped_classes`` (names).
     """
+    from bamco_fast.knowledge.published import read_knowledge_file
     from bamco_fast.models.retrieval import IntraClassBank
     from bamco_fast.pretraining.records import load_knowledge_table
 
@@ -145,33 +154,33 @@ def build_intra_bank(
 
         mapping = load_image_map(image_map)
     classes = list(knowledge_space.class_names)
-    table = load_knowledge_table(knowledge_file, image_root, image_map=mapping, classes=classes)
     root = Path(image_root)
-    excluded = {str(Path(p).resolve()) for p in exclude_images}
+    records = read_knowledge_file(Path(knowledge_file), image_map=mapping)
+    held = {_question_key(image, question) for image, question in exclude_questions}
+    kept = [r for r in records if _question_key(root / r.image, r.question) not in held]
+    if not kept:
+        raise ValueError(
+            f"{knowledge_file}: every record of the intra-class bank comes from a validation or evaluation question"
+        )
+    table = load_knowledge_table(kept, image_root, classes=classes, allow_empty_classes=True)
     pools: dict[str, list[Path]] = {}
     names: list[str] = []  # the knowledge space's spelling (the table may lower-case)
     dropped: list[str] = []
-    left_out: set[str] = set()
     for i, key in enumerate(table.classes):
         paths = [root / image for image in table.pool(i)]
-        kept = [p for p in paths if str(p.resolve()) not in excluded]
-        left_out.update(str(p.resolve()) for p in paths if str(p.resolve()) in excluded)
-        if kept:
-            pools[key] = kept
+        if paths:
+            pools[key] = paths
             names.append(classes[i])
         else:
             dropped.append(classes[i])
-    if not pools:
-        raise ValueError(
-            f"{knowledge_file}: every image of the intra-class bank is in the validation or evaluation splits"
-        )
     towers = knowledge_space.towers
     size = int(getattr(knowledge_space.config, "intra_image_size", 84))
     bank = IntraClassBank.from_paths(
         pools, image_size=size, mean=towers.image_mean, std=towers.image_std, seed=seed, sampling=sampling
     )
     bank.class_names = names
-    bank.left_out_images = len(left_out)
+    bank.left_out_records = len(records) - len(kept)
+    bank.left_out_images = len({r.image for r in records} - {r.image for r in kept})
     bank.dropped_classes = dropped
     return bank
 
@@ -290,7 +299,7 @@ def load_run(
             image_map=spec.get("image_map") or None,
             seed=spec["seed"],
             sampling=spec["sampling"],
-            exclude_images=spec.get("exclude_images", ()),
+            exclude_questions=spec.get("exclude_questions", ()),
         )
     model = VQAModel.load(model_dir, knowledge_space=space, intra_bank=bank, device=dev)
     towers = space.towers

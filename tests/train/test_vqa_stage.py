@@ -99,6 +99,14 @@ def test_vqa_rad_test_report(tmp_path):
     assert run_config(config) == 0
     report = _report(tmp_path / "run" / "report_test.json")
     assert report["split"] == "test" and report["dataset"] == "vqa-rad"
+    from bamco_fast.models.knowledge_space import KnowledgeSpace
+    from bamco_fast.train.vqa import _load_splits
+    from bamco_fast.train.vqa_build import build_intra_bank
+
+    splits = _load_splits(config)
+    tests = [(str(r.image_path), r.question) for r in splits.evaluate]
+    bank = build_intra_bank(KnowledgeSpace.load(ks), kg, images, image_map=image_map, exclude_questions=tests)
+    assert bank.left_out_records == 0  # test images are asked about in train too; their training records stay
     assert all(name in report["metrics"] for name in PROTOCOLS)
     assert report["n_questions"] == 48
 
@@ -231,8 +239,9 @@ def test_entities_with_plain_towers_need_a_knowledge_file(tmp_path, capsys):
     assert "data.knowledge: model.knowledge_input=entities with plain towers" in capsys.readouterr().err
 
 
-def test_intra_bank_leaves_out_validation_and_evaluation_images(slake_run):
+def test_intra_bank_is_built_from_training_questions_only(slake_run):
     from bamco_fast.models.knowledge_space import KnowledgeSpace
+    from bamco_fast.models.retrieval import decode_images
     from bamco_fast.train.vqa import _load_splits
     from bamco_fast.train.vqa_build import build_intra_bank
 
@@ -240,23 +249,21 @@ def test_intra_bank_leaves_out_validation_and_evaluation_images(slake_run):
     _, _, ks_dir = trained_slake_run()
     info = json.loads((run / "run.json").read_text())
     splits = _load_splits(config)
-    held = sorted({str(Path(r.image_path).resolve()) for r in [*splits.validate, *splits.evaluate]})
-    assert info["bank"]["exclude_images"] == held
+    held = sorted(
+        {(str(Path(r.image_path).resolve()), r.question) for r in [*splits.validate, *splits.evaluate]}
+    )
+    assert info["bank"]["exclude_questions"] == [list(pair) for pair in held]
     space = KnowledgeSpace.load(ks_dir)
     source = {k: info["bank"][k] for k in ("knowledge_file", "image_root", "image_map")}
     full = build_intra_bank(space, **source)
-    bank = build_intra_bank(space, **source, exclude_images=held)
-    # the validation split is carved from Slake train, whose knowledge records name its images
-    assert bank.left_out_images > 0
+    assert full.left_out_records == 0 and full.left_out_images == 0
+    upper = [(image, question.upper() + "  ") for image, question in held]  # case and spaces do not matter
+    bank = build_intra_bank(space, **source, exclude_questions=upper)
+    # the validation split is carved from Slake train by image: its records, and so its images, go
+    assert bank.left_out_records > 0 and bank.left_out_images > 0
     assert bank.images.shape[0] == full.images.shape[0] - bank.left_out_images
     assert sorted([*bank.class_names, *bank.dropped_classes]) == sorted(full.class_names)
     decoded = {bytes(img.numpy()) for img in bank.images}
-    root = Path(source["image_root"])
-    held_set = set(held)
-    table_images = [p for p in root.rglob("source.jpg") if str(p.resolve()) in held_set][:5]
-    from bamco_fast.models.retrieval import decode_images
-
     size = (bank.images.shape[2], bank.images.shape[3])
-    assert table_images and all(
-        bytes(img.numpy()) not in decoded for img in decode_images(table_images, size)
-    )
+    validation = sorted({r.image_path for r in splits.validate})[:5]
+    assert all(bytes(img.numpy()) not in decoded for img in decode_images(validation, size))
