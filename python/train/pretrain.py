@@ -377,16 +377,23 @@ def _fresh_run_dir(config: PretrainConfig, explicit: bool) -> PretrainConfig:
     return dataclasses.replace(config, out=f"{config.out}-{n}")
 
 
-def _write_table(run_dir: Path, results: dict[str, dict[str, float]], config: PretrainConfig) -> str:
+def _write_table(
+    run_dir: Path, results: dict[str, dict[str, float]], config: PretrainConfig, val_source: str
+) -> str:
     from bamco_fast.matching import format_matching_table
 
     table = format_matching_table(results)
     header = (
-        f"matching on {config.data.dataset} validation records, protocol '{config.eval.protocol}', "
-        f"top-k accuracy in %\n"
+        f"matching on {config.data.dataset} validation records ({val_source}), protocol "
+        f"'{config.eval.protocol}', top-k accuracy in %\n"
     )
     atomic_write_bytes(run_dir / "matching.txt", (header + table + "\n").encode())
-    payload = {"protocol": config.eval.protocol, "dataset": config.data.dataset, "results": results}
+    payload = {
+        "protocol": config.eval.protocol,
+        "dataset": config.data.dataset,
+        "validation": val_source,
+        "results": results,
+    }
     atomic_write_bytes(run_dir / "matching.json", (json.dumps(payload, indent=1) + "\n").encode())
     return header + table
 
@@ -420,7 +427,7 @@ def _eval_only(args, log=print) -> int:
             model = KnowledgeSpace.load(folder, device=runtime.device).eval()
             with torch.no_grad():
                 results[name] = evaluator(prep)(model)
-    print(_write_table(run, results, config))
+    print(_write_table(run, results, config, prep.tables.val_source))
     return 0
 
 
@@ -481,7 +488,7 @@ def _run(args: argparse.Namespace) -> int:
             results["alignment"] = _train_one(align_prep, run_dir / "alignment", None, log=log)
         results["BaMCo"] = bamco
         if runtime.is_main:
-            print(_write_table(run_dir, results, prep.config))
+            print(_write_table(run_dir, results, prep.config, prep.tables.val_source))
             print(
                 f"outputs in {run_dir}: knowledge_space/ (the model), checkpoints/, metrics.jsonl, curves.png, "
                 f"matching.txt"

@@ -37,6 +37,13 @@ class DataConfig:
     ``python -m bamco_fast.knowledge build``); images are relative to ``image_root``. With no
     ``val_knowledge``, ``val_fraction`` of the training *images* (and all their records) are held out
     for validation (seeded), so no validation image is seen in training.
+
+    ``vqa_root`` (the ``dataset``'s VQA folder) makes both stages share one validation split: the
+    validation records are then the records (of ``train_knowledge`` and ``val_knowledge``) of the images
+    the VQA stage selects on — its validation split with its defaults (the copy's own validate split when
+    it has a test split, else carved from train by image with ``val_fraction`` and ``split_seed``) — and
+    no record of those images is trained on. Without it, a knowledge space pretrained on Slake train and
+    selected on Slake validate would be selected on the split a test-less Slake copy evaluates VQA on.
     """
 
     dataset: str = "slake"
@@ -45,6 +52,8 @@ class DataConfig:
     image_root: str = ""
     image_map: str = ""  # optional JSON {id: file name} for knowledge files that use generated image ids
     val_fraction: float = 0.1
+    vqa_root: str = ""  # VQA dataset folder whose validation images are held out (see above); "" = off
+    split_seed: int = 0  # seed of the VQA stage's carve (its data.split_seed), with vqa_root
     missing_definition: str = "name"  # def_head null -> entity name ("name") or drop the record ("drop")
     intra_from_pool_p: float = 0.8
     text_probabilities: tuple[float, float, float] = PUBLISHED_TEXT_PROBABILITIES
@@ -151,29 +160,34 @@ def _paper(dataset: str, **data) -> PretrainConfig:
 
 
 def slake() -> PretrainConfig:
-    """Slake: our knowledge records of Slake train / validate (``python -m bamco_fast.knowledge build``)."""
+    """Slake: our knowledge records of Slake train / validate (``python -m bamco_fast.knowledge build``);
+    validation = the images the VQA stage selects on (Slake validate, or carved from train when the copy
+    has no test split, as ours)."""
     return _paper(
         "slake",
         train_knowledge="runs/knowledge/slake-train.json",
         val_knowledge="runs/knowledge/slake-validate.json",
         image_root="../shared/data/slake/imgs",
+        vqa_root="../shared/data/slake",
     )
 
 
 def vqa_rad() -> PretrainConfig:
-    """VQA-RAD: BaMCo's published training records; validation carved from train by image."""
+    """VQA-RAD: BaMCo's published training records; validation = the images the VQA stage carves from
+    train (by image, 10%, seed 0)."""
     return _paper(
         "vqa-rad",
         train_knowledge="../shared/data/bamco_kg/VQARAD/KG_VQARAD_Train.json",
         image_map="../shared/data/bamco_kg/VQARAD/image_id_to_synpic.json",
         image_root="../shared/data/vqa_rad/VQA_RAD Image Folder",
+        vqa_root="../shared/data/vqa_rad/hf_flaviagiammarino_order",
     )
 
 
 def pathvqa() -> PretrainConfig:
     """PathVQA: set ``data.train_knowledge`` to a PathVQA knowledge file (none can be built offline);
-    validation carved from train by image."""
-    return _paper("pathvqa", image_root="../shared/data/pathvqa/images")
+    validation = the images the VQA stage carves."""
+    return _paper("pathvqa", image_root="../shared/data/pathvqa/images", vqa_root="../shared/data/pathvqa")
 
 
 def demo() -> PretrainConfig:

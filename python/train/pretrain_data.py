@@ -1,7 +1,8 @@
 """Data of a pretraining run: knowledge tables, image caches, frozen-tower feature caches, matching inputs.
 
 * :func:`load_tables`: training and validation :class:`~bamco_fast.pretraining.KnowledgeTable` (validation
-  from its own knowledge file, or ``val_fraction`` of the training images held out, seeded, by image).
+  from its own knowledge file, or ``val_fraction`` of the training images held out, seeded, by image, or
+  the images the VQA stage validates on, ``data.vqa_root``).
 * :func:`frozen_text_features`: the frozen text tower over the finite table of training strings, once
   (exact: text is never augmented).
 * :func:`frozen_image_features`: the frozen image tower over every distinct image's deterministic view,
@@ -31,7 +32,14 @@ from bamco_fast.pretraining import (
 
 from .pretrain_config import PretrainConfig
 
-__all__ = ["Tables", "frozen_image_features", "frozen_text_features", "load_tables", "matching_inputs"]
+__all__ = [
+    "Tables",
+    "frozen_image_features",
+    "frozen_text_features",
+    "load_tables",
+    "matching_inputs",
+    "vqa_validation_images",
+]
 
 
 @dataclass
@@ -52,6 +60,61 @@ def _resolve(path: str, what: str) -> Path:
     return resolved
 
 
+def vqa_validation_images(config: PretrainConfig) -> set[str]:
+    """Image names (as the dataset's records name them) of the validation split the VQA stage selects on
+    for ``config.data.dataset`` at ``config.data.vqa_root``, with the VQA stage's default split settings."""
+    from .vqa_config import VQADataConfig
+    from .vqa_splits import load_vqa_splits
+
+    data = config.data
+    root = _resolve(data.vqa_root, "data.vqa_root")
+    vqa = VQADataConfig(dataset=data.dataset, root=str(root), val_fraction=data.val_fraction or 0.1)
+    splits = load_vqa_splits(
+        vqa.dataset,
+        root,
+        eval_split=vqa.eval_split,
+        layout=vqa.layout,
+        lang=vqa.lang,
+        val_fraction=vqa.val_fraction,
+        test_fraction=vqa.test_fraction,
+        seed=data.split_seed,
+    )
+    return {r.image_name for r in splits.validate}
+
+
+def _shared_validation(
+    config: PretrainConfig, train_path: Path, image_root: Path, image_map, options
+) -> Tables:
+    """Validation = the records of the VQA stage's validation images (``data.vqa_root``), from the
+    training and (if any) validation knowledge files; training = the other training records."""
+    from bamco_fast.knowledge.published import read_knowledge_file
+
+    data = config.data
+    held = vqa_validation_images(config)
+    records = read_knowledge_file(train_path, image_map=image_map)
+    extra = []
+    if data.val_knowledge:
+        extra = read_knowledge_file(_resolve(data.val_knowledge, "data.val_knowledge"), image_map=image_map)
+    train_records = [r for r in records if r.image not in held]
+    val_records = [r for r in (*records, *extra) if r.image in held]
+    if not val_records:
+        raise ValueError(
+            f"config key 'data.vqa_root': none of the {len(held)} validation images of {data.dataset} at "
+            f"{data.vqa_root} has a knowledge record in {train_path.name}"
+            + (f" or {Path(data.val_knowledge).name}" if data.val_knowledge else "")
+        )
+    train = load_knowledge_table(train_records, image_root, **options)
+    val = load_knowledge_table(
+        val_records, image_root, classes=train.classes, allow_empty_classes=True, **options
+    )
+    n_images = len({r.image for r in val_records})
+    source = (
+        f"the VQA stage's validation split of {data.dataset}: records of {n_images} of its {len(held)} images, "
+        f"{len(records) - len(train_records)} of them held out of {train_path.name}"
+    )
+    return Tables(train, val, source)
+
+
 def load_tables(config: PretrainConfig) -> Tables:
     """Read the knowledge files of ``config.data`` (checks every image exists before any decoding)."""
     from bamco_fast.knowledge.published import load_image_map, read_knowledge_file
@@ -61,6 +124,8 @@ def load_tables(config: PretrainConfig) -> Tables:
     image_root = _resolve(data.image_root, "data.image_root")
     image_map = load_image_map(_resolve(data.image_map, "data.image_map")) if data.image_map else None
     options = {"missing_definition": data.missing_definition, "lowercase": True}
+    if data.vqa_root:
+        return _shared_validation(config, train_path, image_root, image_map, options)
     if data.val_knowledge:
         val_path = _resolve(data.val_knowledge, "data.val_knowledge")
         train = load_knowledge_table(train_path, image_root, image_map=image_map, **options)

@@ -216,6 +216,18 @@ def _knowledge_source(config: VQAConfig, ks_folder: Path) -> dict | None:
     return source
 
 
+def _records_seen_in_pretraining(bank, ks_folder) -> int | None:
+    """Records of this run's held-out questions whose image the knowledge space's pretraining trained on."""
+    if not bank.left_out_record_images:
+        return 0
+    from .vqa_build import pretraining_validation_images
+
+    held = pretraining_validation_images(ks_folder)
+    if held is None:
+        return None
+    return sum(1 for image in bank.left_out_record_images if image not in held)
+
+
 def _entity_vocabulary(config: VQAConfig, space, plain: bool):
     """Entity names for ``model.knowledge_input=entities``: the knowledge space's classes (the head
     entities it was trained on); with plain towers, the head entities of ``data.knowledge``."""
@@ -293,6 +305,15 @@ def prepare(config: VQAConfig) -> Prepared:
             "sampling": m.intra_sampling,
             "exclude_questions": [list(pair) for pair in held_out],
         }
+        trained_on = _records_seen_in_pretraining(bank, ks_folder)
+        if trained_on:
+            splits.notes.append(
+                f"warning: the knowledge space was trained on {trained_on} knowledge records of this run's "
+                "validation/evaluation questions (its pretraining held out other images), so it may flatter "
+                "the validation loss; pretrain with data.vqa_root=<this dataset's folder> (the presets do) so "
+                "both stages hold out the same validation images"
+            )
+        info["bank"]["records_seen_in_pretraining"] = trained_on
         dropped = len(bank.dropped_classes)
         splits.notes.append(
             f"intra-class bank: {len(bank.class_names)} classes from the records of training questions; "

@@ -35,6 +35,7 @@ __all__ = [
     "knowledge_source_of_run",
     "load_knowledge_space",
     "load_run",
+    "pretraining_validation_images",
     "read_run_info",
     "resolve_llm",
 ]
@@ -142,7 +143,8 @@ def build_intra_bank(
     training, as most VQA-RAD test images are, stays in the bank through its training records.)
     Questions match case- and whitespace-insensitively. A class left with no image is dropped from the
     bank (it cannot be retrieved). The bank records ``bank.left_out_records`` (count),
-    ``bank.left_out_images`` (images no longer in any pool) and ``bank.dropped_classes`` (names).
+    ``bank.left_out_images`` (images no longer in any pool), ``bank.left_out_record_images`` (the image
+    of each left-out record) and ``bank.dropped_classes`` (names).
     """
     from bamco_fast.knowledge.published import read_knowledge_file
     from bamco_fast.models.retrieval import IntraClassBank
@@ -158,6 +160,7 @@ def build_intra_bank(
     records = read_knowledge_file(Path(knowledge_file), image_map=mapping)
     held = {_question_key(image, question) for image, question in exclude_questions}
     kept = [r for r in records if _question_key(root / r.image, r.question) not in held]
+    kept_set = set(kept)
     if not kept:
         raise ValueError(
             f"{knowledge_file}: every record of the intra-class bank comes from a validation or evaluation question"
@@ -180,9 +183,30 @@ def build_intra_bank(
     )
     bank.class_names = names
     bank.left_out_records = len(records) - len(kept)
+    bank.left_out_record_images = [r.image for r in records if r not in kept_set]
     bank.left_out_images = len({r.image for r in records} - {r.image for r in kept})
     bank.dropped_classes = dropped
     return bank
+
+
+def pretraining_validation_images(folder: str | Path) -> set[str] | None:
+    """The validation images of the pretraining run ``folder`` (or of its ``knowledge_space/``): the images
+    whose knowledge records it held out of training. ``None`` when its config or knowledge files cannot
+    be read (e.g. they moved)."""
+    from .config import config_from_dict
+    from .pretrain_config import PretrainConfig
+    from .pretrain_data import load_tables
+
+    folder = Path(folder)
+    for candidate in (folder, folder.parent):
+        path = candidate / "config.json"
+        if path.is_file():
+            try:
+                config = config_from_dict(PretrainConfig, json.loads(path.read_text(encoding="utf-8")))
+                return set(load_tables(config).val.images)
+            except (ValueError, KeyError, TypeError, OSError):
+                return None
+    return None
 
 
 def knowledge_source_of_run(folder: str | Path) -> dict[str, str] | None:
