@@ -66,7 +66,14 @@ def vqa_validation_images(config: PretrainConfig) -> set[str]:
     from .vqa_config import VQADataConfig
     from .vqa_splits import load_vqa_splits
 
+    from bamco_fast.data.loading import DATASETS
+
     data = config.data
+    if data.dataset not in DATASETS:
+        raise ValueError(
+            f"config key 'data.vqa_root': needs data.dataset to name the VQA dataset, one of {list(DATASETS)}, "
+            f"got {data.dataset!r}"
+        )
     root = _resolve(data.vqa_root, "data.vqa_root")
     vqa = VQADataConfig(dataset=data.dataset, root=str(root), val_fraction=data.val_fraction or 0.1)
     splits = load_vqa_splits(

@@ -63,10 +63,16 @@ def test_vqa_rad_uses_the_image_map_names():
     assert 0 < len(tables.val.images) <= len(held) and not set(tables.train.images) & held
 
 
-def test_no_record_of_the_validation_images_is_a_clear_error():
+def test_bad_vqa_root_is_a_clear_error():
     config = _slake_config(dataset="pathvqa", vqa_root=str(shared_data("pathvqa")))
     with pytest.raises(ValueError, match="data.vqa_root': none of the .* validation images of pathvqa"):
         load_tables(config)
+    with pytest.raises(
+        ValueError, match="data.vqa_root': needs data.dataset to name the VQA dataset.*'demo'"
+    ):
+        load_tables(_slake_config(dataset="demo", vqa_root=str(shared_data("slake"))))
+    with pytest.raises(FileNotFoundError, match="data.vqa_root': .*nowhere does not exist"):
+        load_tables(_slake_config(vqa_root="/nowhere"))
 
 
 def test_vqa_stage_counts_records_its_knowledge_space_was_trained_on(tmp_path):
