@@ -63,10 +63,10 @@ def _resolve(path: str, what: str) -> Path:
 def vqa_validation_images(config: PretrainConfig) -> set[str]:
     """Image names (as the dataset's records name them) of the validation split the VQA stage selects on
     for ``config.data.dataset`` at ``config.data.vqa_root``, with the VQA stage's default split settings."""
+    from bamco_fast.data.loading import DATASETS
+
     from .vqa_config import VQADataConfig
     from .vqa_splits import load_vqa_splits
-
-    from bamco_fast.data.loading import DATASETS
 
     data = config.data
     if data.dataset not in DATASETS:
