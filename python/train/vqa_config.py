@@ -115,6 +115,12 @@ class VQAModelSection:
             self.knowledge_input,
         )
         _check(
+            self.use_knowledge or self.knowledge_input == "question",
+            "model.knowledge_input",
+            "question when model.use_knowledge=false (the entities feed the knowledge branch)",
+            self.knowledge_input,
+        )
+        _check(
             self.intra_sampling in ("question", "class"),
             "model.intra_sampling",
             "question or class",

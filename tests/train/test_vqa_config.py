@@ -31,3 +31,8 @@ def test_unknown_preset_and_bad_values_are_named():
         config, parse_set(["model.llm=/models/llama", "loop.epochs=2", "model.use_image=false"])
     )
     assert (changed.model.llm, changed.loop.epochs, changed.model.use_image) == ("/models/llama", 2, False)
+    with pytest.raises(ConfigError, match="model.knowledge_input.*question when model.use_knowledge=false"):
+        apply_overrides(config, parse_set(["model.knowledge_input=entities", "model.use_knowledge=false"]))
+    entities = apply_overrides(config, parse_set(["model.knowledge_input=entities"]))
+    both = ["model.use_knowledge=false", "model.knowledge_input=question"]  # checked once, on the result
+    assert not apply_overrides(entities, parse_set(both)).model.use_knowledge
