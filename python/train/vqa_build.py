@@ -158,6 +158,13 @@ def build_intra_bank(
     classes = list(knowledge_space.class_names)
     root = Path(image_root)
     records = read_knowledge_file(Path(knowledge_file), image_map=mapping)
+    heads = {r.head_entity.lower() for r in records}
+    missing = [c for c in classes if c.lower() not in heads]
+    if missing:
+        raise ValueError(
+            f"{knowledge_file}: {len(missing)} of the knowledge space's {len(classes)} classes have no record "
+            f"there (e.g. {missing[:3]}); the intra-class bank needs the knowledge file the space was trained on"
+        )
     held = {_question_key(image, question) for image, question in exclude_questions}
     kept = [r for r in records if _question_key(root / r.image, r.question) not in held]
     kept_set = set(kept)
@@ -176,6 +183,10 @@ def build_intra_bank(
             names.append(classes[i])
         else:
             dropped.append(classes[i])
+    if not pools:
+        raise ValueError(
+            f"{knowledge_file}: every class's images come only from validation or evaluation questions"
+        )
     towers = knowledge_space.towers
     size = int(getattr(knowledge_space.config, "intra_image_size", 84))
     bank = IntraClassBank.from_paths(

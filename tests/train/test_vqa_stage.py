@@ -267,3 +267,16 @@ def test_intra_bank_is_built_from_training_questions_only(slake_run):
     size = (bank.images.shape[2], bank.images.shape[3])
     validation = sorted({r.image_path for r in splits.validate})[:5]
     assert all(bytes(img.numpy()) not in decoded for img in decode_images(validation, size))
+
+
+def test_intra_bank_from_another_knowledge_file_is_a_clear_error(slake_run):
+    from bamco_fast.demo_data import demo_paths
+    from bamco_fast.models.knowledge_space import KnowledgeSpace
+    from bamco_fast.train.vqa_build import build_intra_bank
+
+    _, _, ks_dir = trained_slake_run()
+    paths = demo_paths()  # VQA-RAD records: most Slake classes are not among their heads
+    with pytest.raises(
+        ValueError, match="classes have no record there .*the knowledge file the space was trained on"
+    ):
+        build_intra_bank(KnowledgeSpace.load(ks_dir), paths.knowledge["train"], paths.images)
