@@ -75,18 +75,28 @@ def vqa_validation_images(config: PretrainConfig) -> set[str]:
             f"got {data.dataset!r}"
         )
     root = _resolve(data.vqa_root, "data.vqa_root")
-    vqa = VQADataConfig(dataset=data.dataset, root=str(root), val_fraction=data.val_fraction or 0.1)
+    defaults = VQADataConfig()
     splits = load_vqa_splits(
-        vqa.dataset,
+        data.dataset,
         root,
-        eval_split=vqa.eval_split,
-        layout=vqa.layout,
-        lang=vqa.lang,
-        val_fraction=vqa.val_fraction,
-        test_fraction=vqa.test_fraction,
+        eval_split=defaults.eval_split,
+        layout=defaults.layout,
+        lang=defaults.lang,
+        val_fraction=data.val_fraction or defaults.val_fraction,
+        test_fraction=defaults.test_fraction,
         seed=data.split_seed,
     )
     return {r.image_name for r in splits.validate}
+
+
+def _tables(train_source, val_source, image_root: Path, options: dict, description: str) -> Tables:
+    """Training table, then the validation table over the training classes (unseen heads -> -1).
+    Sources are knowledge files or record lists (``options`` carries ``image_map`` for files)."""
+    train = load_knowledge_table(train_source, image_root, **options)
+    val = load_knowledge_table(
+        val_source, image_root, classes=train.classes, allow_empty_classes=True, **options
+    )
+    return Tables(train, val, description)
 
 
 def _shared_validation(
@@ -110,16 +120,12 @@ def _shared_validation(
             f"{data.vqa_root} has a knowledge record in {train_path.name}"
             + (f" or {Path(data.val_knowledge).name}" if data.val_knowledge else "")
         )
-    train = load_knowledge_table(train_records, image_root, **options)
-    val = load_knowledge_table(
-        val_records, image_root, classes=train.classes, allow_empty_classes=True, **options
-    )
     n_images = len({r.image for r in val_records})
     source = (
         f"the VQA stage's validation split of {data.dataset}: records of {n_images} of its {len(held)} images, "
         f"{len(records) - len(train_records)} of them held out of {train_path.name}"
     )
-    return Tables(train, val, source)
+    return _tables(train_records, val_records, image_root, options, source)
 
 
 def load_tables(config: PretrainConfig) -> Tables:
@@ -135,16 +141,9 @@ def load_tables(config: PretrainConfig) -> Tables:
         return _shared_validation(config, train_path, image_root, image_map, options)
     if data.val_knowledge:
         val_path = _resolve(data.val_knowledge, "data.val_knowledge")
-        train = load_knowledge_table(train_path, image_root, image_map=image_map, **options)
-        val = load_knowledge_table(
-            val_path,
-            image_root,
-            image_map=image_map,
-            classes=train.classes,
-            allow_empty_classes=True,
-            **options,
+        return _tables(
+            train_path, val_path, image_root, {**options, "image_map": image_map}, f"file {val_path}"
         )
-        return Tables(train, val, f"file {val_path}")
     if data.val_fraction <= 0:
         raise ValueError(
             "config: no validation records: set data.val_knowledge=FILE or data.val_fraction > 0 "
@@ -157,11 +156,8 @@ def load_tables(config: PretrainConfig) -> Tables:
     held = {images[i] for i in order[:n_val].tolist()}
     train_records = [r for r in records if r.image not in held]
     val_records = [r for r in records if r.image in held]
-    train = load_knowledge_table(train_records, image_root, **options)
-    val = load_knowledge_table(
-        val_records, image_root, classes=train.classes, allow_empty_classes=True, **options
-    )
-    return Tables(train, val, f"carved: {n_val} of {len(images)} training images ({train_path.name})")
+    source = f"carved: {n_val} of {len(images)} training images ({train_path.name})"
+    return _tables(train_records, val_records, image_root, options, source)
 
 
 def sampler_config(config: PretrainConfig, image_size: int, per_rank_batch: int) -> SamplerConfig:

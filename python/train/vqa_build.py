@@ -166,8 +166,9 @@ def build_intra_bank(
             f"there (e.g. {missing[:3]}); the intra-class bank needs the knowledge file the space was trained on"
         )
     held = {_question_key(image, question) for image, question in exclude_questions}
-    kept = [r for r in records if _question_key(root / r.image, r.question) not in held]
-    kept_set = set(kept)
+    is_held = [_question_key(root / r.image, r.question) in held for r in records]
+    kept = [r for r, h in zip(records, is_held) if not h]
+    left_out = [r.image for r, h in zip(records, is_held) if h]
     if not kept:
         raise ValueError(
             f"{knowledge_file}: every record of the intra-class bank comes from a validation or evaluation question"
@@ -193,9 +194,9 @@ def build_intra_bank(
         pools, image_size=size, mean=towers.image_mean, std=towers.image_std, seed=seed, sampling=sampling
     )
     bank.class_names = names
-    bank.left_out_records = len(records) - len(kept)
-    bank.left_out_record_images = [r.image for r in records if r not in kept_set]
-    bank.left_out_images = len({r.image for r in records} - {r.image for r in kept})
+    bank.left_out_records = len(left_out)
+    bank.left_out_record_images = left_out
+    bank.left_out_images = len(set(left_out) - {r.image for r in kept})
     bank.dropped_classes = dropped
     return bank
 

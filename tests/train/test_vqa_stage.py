@@ -14,7 +14,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vqa_helpers import shared_data, tiny_knowledge_space, tiny_run_config, trained_slake_run
+from vqa_helpers import (
+    shared_data,
+    slake_knowledge_space,
+    tiny_knowledge_space,
+    tiny_run_config,
+    trained_slake_run,
+)
 
 from bamco_fast.train.vqa import run_config
 
@@ -171,13 +177,11 @@ def test_missing_knowledge_space_is_a_clear_error(tmp_path):
 
 def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
     from bamco_fast.models.entity_input import ENTITIES_FILE
+    from bamco_fast.models.knowledge_space import KnowledgeSpace
     from bamco_fast.predict import main as predict_main
-    from bamco_fast.pretraining.records import load_knowledge_table
 
-    kg = shared_data("bamco_kg", "Slake1.0", "KG_Slake_Train.json")
-    images = shared_data("slake", "imgs")
-    classes = load_knowledge_table(kg, images).classes
-    ks = tiny_knowledge_space(tmp_path / "ks", tmp_path / "towers", classes)
+    kg, images, ks = slake_knowledge_space(tmp_path)
+    classes = KnowledgeSpace.load(ks).class_names
     config = tiny_run_config(
         tmp_path / "run",
         "slake-tiny",

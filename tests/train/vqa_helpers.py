@@ -94,6 +94,17 @@ def tiny_run_config(out: Path, preset_name: str, *sets: str):
     return apply_overrides(preset(preset_name), parse_set([*base, *sets]))
 
 
+def slake_knowledge_space(base: Path) -> tuple[Path, Path, Path]:
+    """BaMCo's Slake training records, Slake's images and a tiny knowledge space of their classes saved
+    in ``base/ks`` (towers in ``base/towers``): ``(knowledge file, image folder, knowledge-space folder)``."""
+    from bamco_fast.pretraining.records import load_knowledge_table
+
+    kg = shared_data("bamco_kg", "Slake1.0", "KG_Slake_Train.json")
+    images = shared_data("slake", "imgs")
+    classes = load_knowledge_table(kg, images).classes
+    return kg, images, tiny_knowledge_space(base / "ks", base / "towers", classes)
+
+
 _RUNS: dict[str, tuple[Path, object]] = {}
 
 
@@ -109,15 +120,11 @@ def trained_slake_run() -> tuple[Path, object, Path]:
 
         import torch
 
-        from bamco_fast.pretraining.records import load_knowledge_table
         from bamco_fast.train.vqa import run_config
 
-        kg = shared_data("bamco_kg", "Slake1.0", "KG_Slake_Train.json")
-        images = shared_data("slake", "imgs")
         base = Path(tempfile.mkdtemp(prefix="bamco_vqa_slake_"))
         atexit.register(shutil.rmtree, base, True)
-        classes = load_knowledge_table(kg, images).classes
-        ks = tiny_knowledge_space(base / "ks", base / "towers", classes)
+        kg, images, ks = slake_knowledge_space(base)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
