@@ -125,6 +125,13 @@ class OfficialLoadReport:
     ignored_keys: list[str] = field(default_factory=list)
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled()
+
+
 class IntraClassEncoder(nn.Module):
     """Encoder of a stack of K intra-class images into one vector (the GLIMS convolutional path of BaMCo).
 
@@ -236,14 +243,36 @@ class IntraClassEncoder(nn.Module):
                 f"IntraClassEncoder: images must have shape (B, {', '.join(map(str, expected))}) with B >= 1, "
                 f"got {tuple(images.shape)}"
             )
+        weight = self.stem.weight
+        if images.dtype != weight.dtype and not _autocast_on(images.device.type):
+            raise TypeError(
+                f"IntraClassEncoder: images are {images.dtype} but the encoder's weights are {weight.dtype}; pass "
+                f"{weight.dtype} images, convert the encoder with .to({images.dtype}), or run under torch.autocast"
+            )
         b, k, c, h, w = images.shape
         if self.layout == "official":
             return images.contiguous().view(b, c, k, h, w)
         return images.permute(0, 2, 1, 3, 4).contiguous()
 
     def forward(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Encode ``images`` (B, K, C, H, W) -> (B, out_dim); L2-normalised rows when ``normalize``."""
-        return self.encode_volume(self.volume(images), normalize)
+        """Encode ``images`` (B, K, C, H, W) -> (B, out_dim); L2-normalised rows when ``normalize``.
+
+        Raises ``ValueError`` naming the first non-finite input value when the output is not finite
+        (one scalar read per call; skipped while ``torch.compile`` traces).
+        """
+        out = self.encode_volume(self.volume(images), normalize)
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(out.detach()).all()):
+            bad = ~torch.isfinite(images.detach())
+            if bool(bad.any()):
+                first = tuple(int(i) for i in bad.nonzero()[0])
+                raise ValueError(
+                    f"IntraClassEncoder: images contain {int(bad.sum())} non-finite values (first at index {first})"
+                )
+            raise FloatingPointError(
+                "IntraClassEncoder: the output is not finite although the images are (non-finite weights, or an "
+                "overflow in a 16-bit dtype)"
+            )
+        return out
 
     def encode_volume(self, volume: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Encode an already built (B, C, K, H, W) volume (see :meth:`volume`) -> (B, out_dim)."""

@@ -51,6 +51,8 @@ def _check_question(text: object, where: str) -> str:
 
 
 def _check_image(path: Path, where: str) -> Path:
+    if path.is_dir():
+        raise PredictError(f"{where}: expected an image file, got a folder: {path}")
     if not path.is_file():
         raise PredictError(f"{where}: image file not found: {path}")
     return path
@@ -151,17 +153,38 @@ def _questions_from_args(args: argparse.Namespace) -> list[Question]:
     return [Question("0", _check_image(args.image, "--image"), _check_question(args.question, "--question"))]
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_args(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise PredictError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise PredictError(f"--max-new-tokens: expected an integer >= 1, got {args.max_new_tokens}")
+    if not args.run.is_dir():
+        what = "a file" if args.run.exists() else "a path that does not exist"
+        raise PredictError(f"--run: expected the folder of a VQA run, got {args.run}, {what}")
+
+
+def _warn_truncated(model, questions: list[Question]) -> None:
+    cut = model.encode_batch([q.question for q in questions])["truncated"]
+    if cut:
+        shown = ", ".join(questions[i].qid for i in cut[:5]) + (" ..." if len(cut) > 5 else "")
+        print(
+            f"warning: {len(cut)} question(s) longer than the model's max_length ({model.config.max_length} "
+            f"tokens with the prefix) were cut at their end: {shown}",
+            file=sys.stderr,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
     questions = _questions_from_args(args)
     if args.out is not None:
         from bamco_fast.data.jsonio import check_output_path
 
         check_output_path(args.out, "--out")
-    from bamco_fast.train.vqa_build import answer_questions, load_run
+    from bamco_fast.inference import answer_questions, load_run
 
     loaded = load_run(args.run, knowledge_space=args.knowledge_space, device=args.device)
+    _warn_truncated(loaded.model, questions)
     answers = answer_questions(
         loaded,
         [(q.image, q.question, q.qid) for q in questions],
@@ -205,15 +228,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from bamco_fast.train.vqa_build import RunError
-    from bamco_fast.train.vqa_data import ImageDecodeError
+    """``python -m bamco_fast.predict ARGS``; bad input: one line on stderr, status 2 (:mod:`bamco_fast.boundary`)."""
+    from bamco_fast.boundary import run_command
 
-    try:
-        return run(args)
-    except (PredictError, RunError, ImageDecodeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    return run_command("predict", lambda: run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

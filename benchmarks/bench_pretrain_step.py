@@ -6,8 +6,9 @@
 Shapes: K = 36 intra-class images of 84 x 84, a 224-px reference image, C = 285 classes (BaMCo's
 ``KG_VQARAD_Train.json`` with the full-size VQA-RAD images from ``../shared/data``; skipped when absent),
 D = 512. Towers: the real architectures with random weights built locally
-(:mod:`random_biomedclip`: ViT-B/16 and BERT-base in BiomedCLIP's open_clip layout, context 256),
-loaded through ``load_towers("local-dir:...")``. float32 on CPU.
+(:mod:`bamco_fast.models.random_biomedclip`: ViT-B/16 and BERT-base in BiomedCLIP's open_clip layout,
+context 256; cached per tokenizer text set, see :func:`random_towers_folder`), loaded through
+``load_towers("local-dir:...")``. float32 on CPU.
 
 Rows (one training step each: data -> forward -> loss -> backward -> AdamW):
 
@@ -54,6 +55,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory import peak_extra_rss
 from published_pretrain import PublishedPipeline, StepResult, published_model
+from random_folders import random_towers_folder
 from step_profile import PHASES, StepProfiler, adamw_as_published
 
 _SHARED = Path(
@@ -249,8 +251,6 @@ def load_setup() -> Setup:
         pytest.skip(
             f"needs BaMCo's VQA-RAD knowledge and images under {_SHARED} (set BAMCO_FAST_SHARED_DATA)"
         )
-    from random_biomedclip import build_random_biomedclip, default_folder
-
     from bamco_fast.knowledge import load_image_map
     from bamco_fast.models.knowledge_space import KnowledgeSpaceConfig
     from bamco_fast.models.towers import load_towers
@@ -263,7 +263,7 @@ def load_setup() -> Setup:
     start = time.perf_counter()
     cache = build_image_cache(table.image_paths, 256, names=table.images)
     facts["image_cache_build_s"] = round(time.perf_counter() - start, 2)
-    folder = build_random_biomedclip(default_folder(table.strings), list(table.strings))
+    folder = random_towers_folder(list(table.strings))
     towers = load_towers(f"local-dir:{folder}")
     config = KnowledgeSpaceConfig(tower=f"local-dir:{folder}", intra_backend="cpp")
     source = f"VQA-RAD KG_VQARAD_Train.json: {len(table)} records, C={table.num_classes}, {len(table.images)} images"

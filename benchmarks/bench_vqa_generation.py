@@ -40,15 +40,15 @@ def build(folder: Path, *, sampling: str):
     import transformers
 
     from bamco_fast.data import load_split
+    from bamco_fast.data.images import ImageTable
     from bamco_fast.demo_data import demo_paths
+    from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace, KnowledgeSpaceConfig
     from bamco_fast.models.tiny import build_tiny_towers
     from bamco_fast.models.tiny_lm import build_tiny_causal_lm
     from bamco_fast.models.towers import load_towers
     from bamco_fast.models.vqa import VQAModelConfig, build_vqa_model
     from bamco_fast.pretraining.records import load_knowledge_table
-    from bamco_fast.train.vqa_build import build_intra_bank
-    from bamco_fast.train.vqa_data import ImageTable
 
     transformers.utils.logging.disable_progress_bar()
     paths = demo_paths()

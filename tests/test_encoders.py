@@ -291,3 +291,18 @@ def test_bad_configuration():
         IntraClassEncoder(num_images=32, image_size=40)
     with pytest.raises(ValueError, match="layout must be one of"):
         IntraClassEncoder(layout="permuted")
+
+
+def test_non_finite_and_mismatched_dtype_inputs_are_named():
+    enc = IntraClassEncoder(feature_size=1, num_images=64, image_size=32).eval()
+    images = torch.randn(2, 64, 3, 32, 32)
+    images[1, 3, 0, 5, 7] = float("nan")
+    with pytest.raises(
+        ValueError, match=r"images contain 1 non-finite values \(first at index \(1, 3, 0, 5, 7\)\)"
+    ):
+        enc(images)
+    with pytest.raises(
+        TypeError, match="images are torch.float64 but the encoder's weights are torch.float32"
+    ):
+        enc(torch.randn(1, 64, 3, 32, 32, dtype=torch.float64))
+    assert enc.double()(torch.randn(1, 64, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64

@@ -5,7 +5,15 @@ The modules here use the standard library only (plus ``pyarrow`` for Hugging Fac
 importing this package first imports :mod:`bamco_fast`, which imports torch.
 """
 
-from .errors import DataError, DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog
+from .errors import (
+    DataError,
+    DataFormatError,
+    DataWarning,
+    LayoutError,
+    MissingFileError,
+    MissingSplitError,
+    SkipLog,
+)
 from .loading import DATASETS, LAYOUTS, has_native_validation, load_split
 from .pathvqa import read_pathvqa
 from .record import VQARecord, derive_answer_type, normalize_question
@@ -18,6 +26,7 @@ __all__ = [
     "LAYOUTS",
     "DataError",
     "DataFormatError",
+    "DataWarning",
     "LayoutError",
     "MissingFileError",
     "MissingSplitError",

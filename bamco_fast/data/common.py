@@ -11,8 +11,8 @@ __all__ = ["ImageChecker", "handle_problem", "normalize_answer_type", "pick_file
 
 
 def handle_problem(error: DataError, kind: str, skip_log: SkipLog | None) -> None:
-    """Raise ``error``, or count it in ``skip_log`` when the caller asked to skip bad items."""
-    if skip_log is None:
+    """Raise ``error``, or count it in ``skip_log`` when the caller asked to skip problems of this ``kind``."""
+    if skip_log is None or not skip_log.skips(kind):
         raise error
     skip_log.add(kind, str(error))
 

@@ -10,7 +10,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DataError", "DataFormatError", "LayoutError", "MissingFileError", "MissingSplitError", "SkipLog"]
+__all__ = [
+    "DataError",
+    "DataFormatError",
+    "DataWarning",
+    "LayoutError",
+    "MissingFileError",
+    "MissingSplitError",
+    "SkipLog",
+]
+
+
+class DataWarning(UserWarning):
+    """Entries of a dataset were left out (e.g. empty answers); the message names them."""
 
 
 class DataError(ValueError):
@@ -44,14 +56,20 @@ class MissingSplitError(MissingFileError):
 
 @dataclass
 class SkipLog:
-    """Counts items skipped under ``--skip-missing`` instead of raising.
+    """Counts items skipped instead of raising (``--skip-missing``, or the VQA stage's empty answers).
 
+    ``kinds``: the problem kinds skipped (``None``: every kind); a problem of another kind still raises.
     ``examples`` keeps the first few messages of each kind so a summary can show what was skipped.
     """
 
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     max_examples: int = 3
+    kinds: frozenset[str] | None = None
+
+    def skips(self, kind: str) -> bool:
+        """Whether a problem of ``kind`` is skipped (counted) rather than raised."""
+        return self.kinds is None or kind in self.kinds
 
     def add(self, kind: str, message: str) -> None:
         self.counts[kind] += 1

@@ -20,8 +20,9 @@ import os
 from pathlib import Path
 
 from .common import handle_problem
+from .entries import EntryReader
 from .errors import DataFormatError, LayoutError, MissingFileError, SkipLog
-from .record import VQARecord, derive_answer_type
+from .record import VQARecord
 
 __all__ = ["find_parquet_files", "has_parquet_layout", "read_hf_parquet"]
 
@@ -120,6 +121,7 @@ def read_hf_parquet(
                 f"parquet columns {sorted(missing)} missing; expected image, question, answer; got {sorted(names)}",
                 path=path,
             )
+        reader = EntryReader(dataset, split, path, None, skip_log)
         for batch in handle.iter_batches(batch_size=256, columns=["image", "question", "answer"]):
             for item in batch.to_pylist():
                 row += 1
@@ -144,19 +146,17 @@ def read_hf_parquet(
                     continue
                 name = hashlib.sha1(data).hexdigest()[:16] + suffix
                 image_path = _write_image(folder, name, data)
-                answer = str(item["answer"]).strip()
-                records.append(
-                    VQARecord(
-                        dataset=dataset,
-                        split=split,
-                        qid=f"{split}-{row - 1}",
-                        image_name=name,
-                        image_path=image_path.resolve(),
-                        question=str(item["question"]),
-                        answer=answer,
-                        answer_type=derive_answer_type(answer),
-                        lang="en",
-                        extra={"answer_type_source": "derived", "source_file": path.name},
-                    )
+                texts = {k: None if item[k] is None else str(item[k]) for k in ("question", "answer")}
+                where = f"row {row - 1}"
+                entry = reader.entry(where, {**texts, "image": name}, ("image", "question", "answer"))
+                record = entry and reader.record(
+                    where,
+                    entry,
+                    image_key="image",
+                    qid=f"{split}-{row - 1}",
+                    extra={"source_file": path.name},
+                    image_path=image_path.resolve(),
                 )
+                if record:
+                    records.append(record)
     return records

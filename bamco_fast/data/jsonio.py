@@ -6,6 +6,8 @@
   folder and rename it over the target, so an interrupted or failed run never leaves a partial
   output file. The file gets the mode a plain ``open(path, "w")`` would give it: the target's current
   mode when it exists, else ``0o666`` minus the umask (never the ``0o600`` of :func:`tempfile.mkstemp`).
+* :func:`atomic_link` gives a file a second name (a hard link, renamed into place), so two names share
+  one copy of the data; it falls back to an atomic copy where the file system has no hard links.
 * :func:`make_staging_dir` makes a fresh folder (``0o777`` minus the umask) to fill and rename into
   place.
 * :func:`check_output_path` checks, before any long work, that an output file can be written.
@@ -25,6 +27,7 @@ from typing import Any
 from .errors import DataFormatError, MissingFileError
 
 __all__ = [
+    "atomic_link",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -149,6 +152,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_link(source: Path, path: Path) -> None:
+    """Make ``path`` name the same file as ``source`` (a hard link), replacing ``path`` atomically.
+
+    Both names then share one copy of the data, and removing either name leaves the other intact. On a
+    file system without hard links (or across file systems) ``source`` is copied with
+    :func:`atomic_write_bytes` instead.
+    """
+    source, path = Path(source), Path(path)
+    tmp = _temp_name(path.parent, path.name)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        atomic_write_bytes(path, source.read_bytes())
+        return
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -11,9 +11,10 @@ the whole official train split and ``validate`` is an error).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from .errors import LayoutError, SkipLog
+from .errors import DataWarning, LayoutError, SkipLog
 from .hf_parquet import has_parquet_layout, read_hf_parquet
 from .pathvqa import pathvqa_has_split, read_pathvqa
 from .record import VQARecord
@@ -119,11 +120,17 @@ def load_split(
 ) -> list[VQARecord]:
     """Read ``split`` of ``dataset`` from ``root`` (see the module docstring).
 
-    ``lang`` must be one of the dataset's question languages (:data:`LANGUAGES`) or None.
+    ``lang`` must be one of the dataset's question languages (:data:`LANGUAGES`) or None. Without a
+    ``skip_log`` every bad entry is an error, except an entry with an empty answer, which can be neither
+    trained on nor scored: it is left out with a :class:`DataWarning` naming it (Slake's train.json has
+    one). With a ``skip_log``, the problems it skips are counted there instead.
     """
     _check_dataset(dataset, layout)
     _check_lang(dataset, lang)
     root = Path(root)
+    own_log = skip_log is None
+    if own_log:
+        skip_log = SkipLog(kinds=frozenset({"empty answer"}))
     records: list[VQARecord] = []
     for name, part in parse_split_expr(split):
         records.extend(
@@ -139,5 +146,13 @@ def load_split(
                 check_images=check_images,
                 skip_log=skip_log,
             )[part]
+        )
+    if own_log and skip_log.total:
+        examples = "; ".join(skip_log.examples["empty answer"])
+        warnings.warn(
+            f"{dataset} {split}: left out {skip_log.total} entr{'y' if skip_log.total == 1 else 'ies'} with an "
+            f"empty answer ({examples})",
+            DataWarning,
+            stacklevel=2,
         )
     return records

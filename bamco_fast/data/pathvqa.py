@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file, wrong_text_fields
+from .common import ImageChecker, pick_file
+from .entries import EntryReader
 from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .hf_parquet import has_parquet_layout, read_hf_parquet
 from .jsonio import iter_jsonl, read_json
-from .record import VQARecord, derive_answer_type
+from .record import VQARecord
 
 __all__ = ["PATHVQA_LAYOUTS", "detect_pathvqa_layout", "pathvqa_has_split", "read_pathvqa"]
 
@@ -104,62 +105,20 @@ def read_pathvqa(
             f"PathVQA split {split!r} not found (expected {_STEMS[split][0]}.json or .jsonl)", path=root
         )
     folders = (Path(image_dir),) if image_dir else (root / "images", root)
-    images = ImageChecker(folders, check=check_images)
+    reader = EntryReader("pathvqa", split, path, ImageChecker(folders, check=check_images), skip_log)
     records: list[VQARecord] = []
-    for index, (where, item) in enumerate(_load_items(path)):
-        key = next((k for k in _IMAGE_KEYS if isinstance(item, dict) and k in item), None)
-        if not isinstance(item, dict) or key is None or "question" not in item or "answer" not in item:
-            got = sorted(item) if isinstance(item, dict) else type(item).__name__
-            handle_problem(
-                DataFormatError(
-                    f"{where}: expected question, answer and one of {list(_IMAGE_KEYS)}; got {got}", path=path
-                ),
-                "malformed entry",
-                skip_log,
-            )
+    for index, (where, raw) in enumerate(_load_items(path)):
+        key = next((k for k in _IMAGE_KEYS if isinstance(raw, dict) and k in raw), _IMAGE_KEYS[0])
+        item = reader.entry(where, raw, ("question", "answer", key))
+        if item is None:
             continue
-        wrong = wrong_text_fields(item, ("question", "answer", key))
-        if wrong:
-            handle_problem(
-                DataFormatError(f"{where}: expected string fields, got {wrong}", path=path),
-                "malformed entry",
-                skip_log,
-            )
-            continue
-        answer = item["answer"].strip()
-        extra: dict[str, object] = {}
-        if "question_type" in item:
-            extra["question_type"] = item["question_type"]
-        if "answer_type" in item:
-            answer_type = normalize_answer_type(item["answer_type"])
-            if answer_type is None:
-                handle_problem(
-                    DataFormatError(
-                        f"{where}: answer_type must be OPEN or CLOSED, got {item['answer_type']!r}", path=path
-                    ),
-                    "malformed entry",
-                    skip_log,
-                )
-                continue
-        else:
-            answer_type = derive_answer_type(answer)
-            extra["answer_type_source"] = "derived"
-        image_name = item[key].replace("\\", "/")
-        if not images.exists(image_name):
-            handle_problem(images.missing_error(image_name, path, where), "missing image", skip_log)
-            continue
-        records.append(
-            VQARecord(
-                dataset="pathvqa",
-                split=split,
-                qid=str(item.get("qid", item.get("id", f"{split}-{index}"))),
-                image_name=image_name,
-                image_path=images.path_for(image_name),
-                question=item["question"],
-                answer=answer,
-                answer_type=answer_type,
-                lang="en",
-                extra=extra,
-            )
+        record = reader.record(
+            where,
+            item,
+            image_key=key,
+            qid=item.get("qid", item.get("id", f"{split}-{index}")),
+            extra={"question_type": item["question_type"]} if "question_type" in item else None,
         )
+        if record is not None:
+            records.append(record)
     return records

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type, pick_file, wrong_text_fields
+from .common import ImageChecker, pick_file
+from .entries import EntryReader
 from .errors import DataFormatError, LayoutError, MissingSplitError, SkipLog
 from .jsonio import read_json
 from .record import VQARecord
@@ -45,6 +46,8 @@ def read_slake(
 ) -> list[VQARecord]:
     """Read one Slake split; ``lang=None`` keeps both languages.
 
+    Entries pass the checks of :class:`~bamco_fast.data.entries.EntryReader`.
+
     ``img_name``, ``question``, ``answer`` and ``q_lang`` must be JSON strings (a ``null`` answer is a
     malformed entry). A ``lang`` that no question of the file has is an error.
 
@@ -65,66 +68,29 @@ def read_slake(
     items = read_json(path, "Slake split file")
     if not isinstance(items, list):
         raise DataFormatError(f"expected a JSON list of QA objects, got {type(items).__name__}", path=path)
-    images = ImageChecker(root / "imgs", check=check_images)
+    reader = EntryReader(
+        "slake",
+        split,
+        path,
+        ImageChecker(root / "imgs", check=check_images),
+        skip_log,
+        lang=lang,
+    )
     records: list[VQARecord] = []
-    languages: set[str] = set()
-    in_lang = 0
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
-            got = sorted(item) if isinstance(item, dict) else type(item).__name__
-            handle_problem(
-                DataFormatError(
-                    f"entry {index}: expected an object with {list(_REQUIRED)}, got {got}", path=path
-                ),
-                "malformed entry",
-                skip_log,
-            )
+    for index, raw in enumerate(items):
+        where = f"entry {index}"
+        item = reader.entry(where, raw, _REQUIRED, text=_REQUIRED[:4])
+        if item is None:
             continue
-        wrong = wrong_text_fields(item, ("img_name", "question", "answer", "q_lang"))
-        if wrong:
-            handle_problem(
-                DataFormatError(f"entry {index}: expected string fields, got {wrong}", path=path),
-                "malformed entry",
-                skip_log,
-            )
-            continue
-        answer_type = normalize_answer_type(item["answer_type"])
-        if answer_type is None:
-            handle_problem(
-                DataFormatError(
-                    f"entry {index}: answer_type must be OPEN or CLOSED, got {item['answer_type']!r}",
-                    path=path,
-                ),
-                "malformed entry",
-                skip_log,
-            )
-            continue
-        languages.add(item["q_lang"])
-        if lang is not None and item["q_lang"] != lang:
-            continue
-        in_lang += 1
-        image_name = item["img_name"]
-        if not images.exists(image_name):
-            handle_problem(
-                images.missing_error(image_name, path, f"entry {index}"), "missing image", skip_log
-            )
-            continue
-        records.append(
-            VQARecord(
-                dataset="slake",
-                split=split,
-                qid=str(item.get("qid", index)),
-                image_name=image_name,
-                image_path=images.path_for(image_name),
-                question=item["question"],
-                answer=item["answer"].strip(),
-                answer_type=answer_type,
-                lang=item["q_lang"],
-                extra={k: item[k] for k in _EXTRA if k in item},
-            )
+        record = reader.record(
+            where,
+            item,
+            image_key="img_name",
+            qid=item.get("qid", index),
+            item_lang=item["q_lang"],
+            extra={k: item[k] for k in _EXTRA if k in item},
         )
-    if lang is not None and languages and not in_lang:
-        raise DataFormatError(
-            f"no question in language {lang!r} (q_lang values in the file: {sorted(languages)})", path=path
-        )
+        if record is not None:
+            records.append(record)
+    reader.check_language()
     return records

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ImageChecker, handle_problem, normalize_answer_type, wrong_text_fields
+from .common import ImageChecker
+from .entries import EntryReader
 from .errors import DataFormatError, LayoutError, MissingFileError, MissingSplitError, SkipLog
 from .jsonio import read_json
-from .record import VQARecord, derive_answer_type
+from .record import VQARecord
 
 __all__ = ["OFFICIAL_JSON", "VQA_RAD_LAYOUTS", "detect_vqa_rad_layout", "find_vqa_rad_images", "read_vqa_rad"]
 
@@ -76,6 +77,18 @@ def find_vqa_rad_images(root: Path) -> Path:
     )
 
 
+def _in_split(reader: EntryReader, where: str, item: dict, layout: str, split: str) -> bool:
+    """Whether an entry of the official file belongs to ``split`` (by its ``phrase_type``); every entry
+    of the other layouts does. An unknown phrase type is a malformed entry."""
+    if layout != "official":
+        return True
+    phrase = str(item.get("phrase_type", "")).strip()
+    if phrase not in _OFFICIAL_PHRASES["train"] | _OFFICIAL_PHRASES["test"]:
+        reader.malformed(where, f"unknown phrase_type {phrase!r}")
+        return False
+    return phrase in _OFFICIAL_PHRASES[split]
+
+
 def read_vqa_rad(
     root: Path,
     split: str,
@@ -103,76 +116,29 @@ def read_vqa_rad(
     if not isinstance(items, list):
         raise DataFormatError(f"expected a JSON list of QA objects, got {type(items).__name__}", path=path)
     images = ImageChecker(Path(image_dir) if image_dir else find_vqa_rad_images(root), check=check_images)
+    reader = EntryReader("vqa-rad", split, path, images, skip_log)
     records: list[VQARecord] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or any(k not in item for k in ("image_name", "question", "answer")):
-            got = sorted(item) if isinstance(item, dict) else type(item).__name__
-            handle_problem(
-                DataFormatError(
-                    f"entry {index}: expected image_name, question, answer; got {got}", path=path
-                ),
-                "malformed entry",
-                skip_log,
-            )
+    for index, raw in enumerate(items):
+        where = f"entry {index}"
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("answer"), (int, float))
+            and not isinstance(raw["answer"], bool)
+        ):
+            raw = {
+                **raw,
+                "answer": str(raw["answer"]),
+            }  # the official files hold a few numeric answers (e.g. 4)
+        item = reader.entry(where, raw, ("image_name", "question", "answer"))
+        if item is None or not _in_split(reader, where, item, layout, split):
             continue
-        if layout == "official":
-            phrase = str(item.get("phrase_type", "")).strip()
-            if phrase not in _OFFICIAL_PHRASES["train"] | _OFFICIAL_PHRASES["test"]:
-                handle_problem(
-                    DataFormatError(f"entry {index}: unknown phrase_type {phrase!r}", path=path),
-                    "malformed entry",
-                    skip_log,
-                )
-                continue
-            if phrase not in _OFFICIAL_PHRASES[split]:
-                continue
-        answer = item["answer"]
-        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-            answer = str(answer)  # the official files hold a few numeric answers (e.g. 4); null is no answer
-        wrong = wrong_text_fields({**item, "answer": answer}, ("image_name", "question", "answer"))
-        if wrong:
-            handle_problem(
-                DataFormatError(f"entry {index}: expected string fields, got {wrong}", path=path),
-                "malformed entry",
-                skip_log,
-            )
-            continue
-        answer = answer.strip()
-        extra = {k: item[k] for k in _EXTRA if k in item}
-        if "answer_type" in item:
-            answer_type = normalize_answer_type(item["answer_type"])
-            if answer_type is None:
-                handle_problem(
-                    DataFormatError(
-                        f"entry {index}: answer_type must be OPEN or CLOSED, got {item['answer_type']!r}",
-                        path=path,
-                    ),
-                    "malformed entry",
-                    skip_log,
-                )
-                continue
-        else:
-            answer_type = derive_answer_type(answer)
-            extra["answer_type_source"] = "derived"
-        image_name = item["image_name"]
-        if not images.exists(image_name):
-            handle_problem(
-                images.missing_error(image_name, path, f"entry {index}"), "missing image", skip_log
-            )
-            continue
-        qid = item.get("qid", item.get("hf_index", index))
-        records.append(
-            VQARecord(
-                dataset="vqa-rad",
-                split=split,
-                qid=str(qid),
-                image_name=image_name,
-                image_path=images.path_for(image_name),
-                question=item["question"],
-                answer=answer,
-                answer_type=answer_type,
-                lang="en",
-                extra=extra,
-            )
+        record = reader.record(
+            where,
+            item,
+            image_key="image_name",
+            qid=item.get("qid", item.get("hf_index", index)),
+            extra={k: item[k] for k in _EXTRA if k in item},
         )
+        if record is not None:
+            records.append(record)
     return records

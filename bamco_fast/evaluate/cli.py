@@ -8,6 +8,8 @@ Sub-commands:
 * ``baselines --dataset D --root R --split S``: the no-model baselines alone, under every protocol.
 * ``table [LABEL=]REPORT.json ... [--baselines]``: one Markdown table of several runs' reports (scores
   in %), optionally with the no-model baselines each report carries.
+* ``report RUN [--html PAGE.html] [--split S]``: a self-contained HTML page of a VQA run's answers (every
+  question with its image, verdicts, retrieved entity and intra-class images; the scores on top).
 
 Exit status: 0 success, 2 bad input (the message names the file, line or argument).
 """
@@ -107,7 +109,30 @@ def _parser() -> argparse.ArgumentParser:
         help="after each group of reports on the same questions, a row per no-model baseline",
     )
     table.add_argument("--out", type=Path, default=None, help="also write the table here (atomically)")
+    page = sub.add_parser("report", help="a self-contained HTML page of a VQA run's answers")
+    page.add_argument("run", type=Path, metavar="RUN", help="run folder of python -m bamco_fast.train vqa")
+    page.add_argument(
+        "--html", type=Path, default=None, help="the page to write (default: RUN/report_<split>.html)"
+    )
+    page.add_argument("--split", default=None, help="evaluated split (default: the run's only one)")
+    page.add_argument(
+        "--page-size", type=int, default=50, help="questions per page when it opens: 25, 50, 100 or 200"
+    )
     return parser
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ..data.jsonio import check_output_path
+    from .html_report import ReportPageOptions, find_split, write_report_html
+
+    if args.page_size not in (25, 50, 100, 200):
+        raise ValueError(f"--page-size: expected 25, 50, 100 or 200, got {args.page_size}")
+    split = find_split(args.run, args.split)
+    out = args.html if args.html is not None else args.run / f"report_{split}.html"
+    check_output_path(out, "--html")
+    path = write_report_html(args.run, split, out=out, options=ReportPageOptions(page_size=args.page_size))
+    print(f"report page written to {path}")
+    return 0
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -296,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "table":
             return _cmd_table(args)
+        if args.command == "report":
+            return _cmd_report(args)
         _check_args(args)
         if args.command == "score":
             return _cmd_score(args)

@@ -2,7 +2,8 @@
 
 A folder is filled under a staging name next to its target (:func:`bamco_fast.data.jsonio.make_staging_dir`,
 normal ``mkdir`` mode) and renamed into place, so a reader never sees a half-written folder: either the
-previous one or the complete new one.
+previous one or the complete new one. Every file in it gets the mode a plain ``open(path, "w")`` gives
+(``0o666`` minus the umask) before it is published, whatever library wrote it (safetensors writes 0600).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def staged_folder(folder: Path, *, overwrite: bool, what: str) -> Iterator[Path]
     staging = make_staging_dir(folder.parent, folder.name)
     try:
         yield staging
+        normal_file_modes(staging)
         _check_target(folder, overwrite, what)
         if folder.exists():
             trash = folder.parent / f".{folder.name}.{secrets.token_hex(4)}.old"
@@ -53,3 +55,13 @@ def staged_folder(folder: Path, *, overwrite: bool, what: str) -> Iterator[Path]
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def normal_file_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a plain ``open(path, "w")`` gives (0o666 minus the umask);
+    some writers (safetensors) create 0o600 files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)

@@ -5,7 +5,7 @@ i.e. the head entities of its training knowledge records) and finds them in ques
 dictionary extractor of :mod:`bamco_fast.knowledge.extract` (spaCy's blank English tokenizer, scispaCy's
 abbreviation detector, case-, whitespace- and plural-insensitive phrase matching; no pretrained model, so
 the result is the same on every machine). The entity text of a question is the matched names in order of
-appearance, without repeats, joined by ``", "`` (:func:`bamco_fast.models.vqa.entity_texts`); ``""``
+appearance, without repeats, joined by ``", "`` (:func:`entity_texts`); ``""``
 when nothing matches, and the model then embeds the question itself (the published input).
 
 Entity texts depend only on the question string and the vocabulary, so each distinct question is
@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["ENTITIES_FILE", "EntityTexts"]
+__all__ = ["ENTITIES_FILE", "EntityTexts", "entity_texts"]
 
 ENTITIES_FILE = "entities.json"
 _FORMAT = "bamco_fast.entities"
@@ -63,8 +63,6 @@ class EntityTexts:
 
     def __call__(self, questions: Sequence[str]) -> list[str]:
         """One entity text per question (``""`` where no name of the vocabulary occurs)."""
-        from .vqa import entity_texts
-
         todo = [q for q in dict.fromkeys(questions) if q not in self._cache]
         if todo:
             # runs of whitespace collapsed: spaCy makes a token of extra spaces, which breaks a phrase match
@@ -109,3 +107,22 @@ class EntityTexts:
 
         records = read_knowledge_file(Path(path))
         return cls(r.head_entity for r in records)
+
+
+def entity_texts(extractor, questions: Sequence[str]) -> list[str]:
+    """Knowledge texts for ``knowledge_input="entities"``: the knowledge-base names of the concepts an
+    extractor of :mod:`bamco_fast.knowledge.extract` finds in each question, in order of appearance,
+    without repeats, joined by ``", "``; ``""`` where none is found (the model then embeds the question).
+    """
+    mentions = extractor.extract(list(questions))
+    ids = {m.concept_id for row in mentions for m in row}
+    names = {cid: c.name for cid, c in extractor.kb.concepts(ids).items()} if ids else {}
+    out = []
+    for row in mentions:
+        seen: list[str] = []
+        for m in sorted(row, key=lambda m: (m.start, m.end)):
+            name = names.get(m.concept_id, m.text)
+            if name not in seen:
+                seen.append(name)
+        out.append(", ".join(seen))
+    return out

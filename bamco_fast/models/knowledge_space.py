@@ -34,7 +34,7 @@ from ..losses import BaMCoObjective, NormedLinear
 from ._folders import staged_folder
 from .heads import PrototypeHead, TextHead
 from .official import OfficialKnowledgeSpaceReport
-from .towers import BIOMEDCLIP, Towers, check_tower_name, load_towers, normal_file_modes, write_hub_folder
+from .towers import BIOMEDCLIP, Towers, check_tower_name, load_towers, write_hub_folder
 
 FORMAT = "bamco_fast.knowledge_space"
 FORMAT_VERSION = 1
@@ -497,7 +497,6 @@ class KnowledgeSpace(nn.Module):
                 "num_tensors": len(state),
             }
             (staging / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-            normal_file_modes(staging)
         return folder
 
     @classmethod

@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from torch import nn
 
-__all__ = ["LORA_MODES", "apply_lora", "is_peft_model", "merged_copy", "save_lora"]
+__all__ = ["LORA_MODES", "apply_lora", "is_peft_model", "merged_shards", "save_lora", "write_merged"]
 
 LORA_MODES = ("lora", "none", "frozen")
 
@@ -67,18 +68,79 @@ def save_lora(llm: nn.Module, folder: Path) -> None:
     llm.save_pretrained(str(folder), save_embedding_layers=False)
 
 
-def merged_copy(llm: nn.Module) -> nn.Module:
-    """A standalone copy of ``llm`` with its adapters merged into the base weights (``llm`` untouched).
+def merged_shards(llm: nn.Module, max_shard_bytes: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The state dict of ``llm`` with its adapters merged (``W + (alpha / r) B A`` per LoRA layer), under the
+    base model's own key names, in shards of about ``max_shard_bytes``.
 
-    The copy needs as much memory as the model itself. Merged logits equal the adapter logits up to
-    float rounding (~1e-6 relative in fp32).
+    Only one shard of merged matrices exists at a time (the other tensors are the model's own), so merging
+    needs one shard of extra memory, not a second model. A weight tied to an earlier one (the LM head of a
+    model with tied embeddings) is left out, as ``save_pretrained`` does; loading ties it again.
     """
-    import warnings
+    from peft.tuners.lora import LoraLayer
 
-    clone = copy.deepcopy(llm)
-    if is_peft_model(clone):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            clone = clone.merge_and_unload()
-    clone.requires_grad_(False)
-    return clone
+    base = llm.get_base_model() if is_peft_model(llm) else llm
+    layers = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    shard: dict[str, torch.Tensor] = {}
+    size = 0
+    for key, tensor in base.state_dict().items():
+        parts = key.split(".")
+        if any(part.startswith("lora_") for part in parts):
+            continue
+        plain = key.replace(".base_layer.", ".")
+        module, _, leaf = plain.rpartition(".")
+        if (tensor.data_ptr(), tuple(tensor.shape)) in seen:
+            continue
+        seen.add((tensor.data_ptr(), tuple(tensor.shape)))
+        layer = layers.get(module)
+        if layer is not None and leaf == "weight":
+            for adapter in layer.active_adapters:
+                if adapter in layer.lora_A:
+                    tensor = tensor + layer.get_delta_weight(adapter)
+        if shard and size + tensor.nbytes > max_shard_bytes:
+            yield shard
+            shard, size = {}, 0
+        shard[plain] = tensor.detach().contiguous()
+        size += tensor.nbytes
+    if shard:
+        yield shard
+
+
+def write_merged(llm: nn.Module, folder: Path, *, max_shard_bytes: int = 2 << 30) -> None:
+    """Write ``llm`` with its adapters merged as a Hugging Face model folder (``config.json``, sharded
+    ``model-XXXXX-of-YYYYY.safetensors`` + ``model.safetensors.index.json``), loadable alone by
+    ``AutoModelForCausalLM.from_pretrained``; ``llm`` itself is not changed.
+
+    Merged weights equal peft's ``merge_and_unload()`` bit for bit (the same ``W + delta`` in the weight's
+    dtype); extra memory is one shard of about ``max_shard_bytes`` (default 2 GiB).
+    """
+    import copy
+    import json
+
+    from safetensors.torch import save_file
+
+    from ..data.jsonio import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = llm.get_base_model() if is_peft_model(llm) else llm
+    names: list[list[str]] = []
+    total = 0
+    with torch.no_grad():
+        for i, shard in enumerate(merged_shards(llm, max_shard_bytes)):
+            save_file(shard, str(folder / f".shard-{i:05d}.safetensors"), metadata={"format": "pt"})
+            names.append(list(shard))
+            total += sum(t.nbytes for t in shard.values())
+    weight_map = {}
+    for i, keys in enumerate(names):
+        final = f"model-{i + 1:05d}-of-{len(names):05d}.safetensors"
+        (folder / f".shard-{i:05d}.safetensors").rename(folder / final)
+        weight_map.update(dict.fromkeys(keys, final))
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    atomic_write_text(folder / "model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
+    config = copy.deepcopy(base.config)
+    config.architectures = [type(base).__name__]
+    config.save_pretrained(str(folder))
+    generation = getattr(base, "generation_config", None)
+    if generation is not None:
+        generation.save_pretrained(str(folder))

@@ -234,19 +234,6 @@ def write_hub_folder(
         text_cfg["hf_model_name"] = str(Path(final).absolute() / sub)
         text_cfg.pop("hf_model_pretrained", None)
     save_for_hf(clip, tokenizer, model_config, str(staging), safe_serialization=True)
-    normal_file_modes(staging)
-
-
-def normal_file_modes(folder: Path) -> None:
-    """Give every file under ``folder`` the mode a plain ``open(path, "w")`` gives (0o666 minus the umask);
-    some writers (safetensors) create 0o600 files."""
-    import os
-
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in Path(folder).rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            path.chmod(0o666 & ~umask)
 
 
 def load_towers(name: str, *, device: torch.device | str | None = None) -> Towers:

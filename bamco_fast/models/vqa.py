@@ -24,14 +24,13 @@ Prompt (token ids, left-padded to the longest row of the batch)::
 Each placeholder is found by its token id (never by its position) and its embedding replaced by the
 projected features (``masked_scatter`` in row-major order). A disabled branch contributes no
 placeholder. Loss: the language model's shifted cross-entropy over the answer tokens and the eos token
-only (mean over those tokens in the batch). Generation: greedy, KV cache, left padding, from
+only (mean over those tokens in the batch), with the LM head applied only at those positions
+(:mod:`.answer_logits`; ``answer_only_logits=False`` computes every position's logits as the published
+code does). Generation: greedy, KV cache, left padding, from
 ``inputs_embeds``.
 
-Special tokens: a tokenizer lacking ``<im_patch>``, ``<kg_token>``, ``<ic_token>`` gets them added as
-special tokens, and the embedding matrices are resized with the new rows set to the mean of the old rows
-(deterministic, so a base model prepared again at load time is identical; the rows never reach the
-model as inputs since placeholders are overwritten). A tokenizer without a pad token uses eos as pad.
-A saved run must hold a tokenizer with all three tokens (an error otherwise).
+Prompts and the placeholder tokens added to the LLM's tokenizer: :mod:`.vqa_prompt`. The frozen features
+of a batch (:mod:`.vqa_features`) can be precomputed once for a training set and passed as ``frozen=``.
 """
 
 from __future__ import annotations
@@ -43,11 +42,23 @@ import torch
 from torch import nn
 
 from . import vqa_io
+from .answer_logits import (
+    answer_hidden_states,
+    answer_only_unsupported_reason,
+    causal_lm_parts,
+    linear_cross_entropy,
+    upcast_logits,
+)
 from .lora import apply_lora
 from .projectors import PatchPoolingProjector, VectorProjector
 from .vqa_config import GeneratedAnswer, VQAModelConfig
+from .vqa_features import FrozenFeatures, frozen_features
+from .vqa_prompt import PLACEHOLDERS, encode_batch, prepare_tokenizer
 
-__all__ = ["GeneratedAnswer", "VQAModel", "VQAModelConfig", "build_vqa_model", "entity_texts"]
+__all__ = ["FrozenFeatures", "GeneratedAnswer", "VQAModel", "VQAModelConfig", "build_vqa_model"]
+
+
+_FULL_BY_CONFIG = "answer_only_logits=False"
 
 
 class VQAModel(nn.Module):
@@ -64,9 +75,7 @@ class VQAModel(nn.Module):
             (saved with the run); without it, callers pass ``knowledge_texts`` themselves.
     """
 
-    IMAGE_TOKEN = "<im_patch>"
-    KNOWLEDGE_TOKEN = "<kg_token>"
-    INTRA_TOKEN = "<ic_token>"
+    IMAGE_TOKEN, KNOWLEDGE_TOKEN, INTRA_TOKEN = PLACEHOLDERS
 
     def __init__(
         self,
@@ -85,7 +94,8 @@ class VQAModel(nn.Module):
         self.knowledge_space = knowledge_space
         knowledge_space.requires_grad_(False)
         knowledge_space.eval()
-        self._prepare_tokenizer(llm)
+        prompt = prepare_tokenizer(tokenizer, llm)
+        self.token_ids, self.bos_ids = prompt.token_ids, prompt.bos_ids
         self.hidden_size = int(llm.get_input_embeddings().embedding_dim)
         towers = knowledge_space.towers
         embed_dim = int(knowledge_space.config.embed_dim)
@@ -107,6 +117,13 @@ class VQAModel(nn.Module):
         self.llm = apply_lora(
             llm, config.lora, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout
         )
+        #: Why the LM head runs on every position (``None``: only at the answer positions, see
+        #: :mod:`.answer_logits`); set by ``config.answer_only_logits=False`` or an unsupported LM.
+        self.full_logits_reason = (
+            "answer_only_logits=False"
+            if not config.answer_only_logits
+            else answer_only_unsupported_reason(self.llm)
+        )
         self.intra_bank = intra_bank
         self.entities = entities
 
@@ -124,29 +141,6 @@ class VQAModel(nn.Module):
                 bank.set_class_embeddings(self.knowledge_space.encode_text(list(bank.class_names)))
 
     # ------------------------------------------------------------------ tokens and prompts
-    def _prepare_tokenizer(self, llm: nn.Module) -> None:
-        tok = self.tokenizer
-        names = (self.IMAGE_TOKEN, self.KNOWLEDGE_TOKEN, self.INTRA_TOKEN)
-        missing = [n for n in names if n not in tok.get_vocab()]
-        if missing:
-            tok.add_tokens(missing, special_tokens=True)
-        if tok.eos_token_id is None:
-            raise ValueError("tokenizer: expected an eos token (answers end with it), found none")
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
-        tok.padding_side = "left"
-        self.token_ids = {n: int(tok.convert_tokens_to_ids(n)) for n in names}
-        for name, index in self.token_ids.items():
-            if tok.convert_ids_to_tokens(index) != name:
-                raise ValueError(f"tokenizer: {name!r} is not a single token after adding it")
-        rows = llm.get_input_embeddings().weight.shape[0]
-        if len(tok) > rows:
-            vqa_io.resize_with_mean_rows(llm, len(tok))
-        probe = tok("a")["input_ids"]
-        self.bos_ids = (
-            [tok.bos_token_id] if tok.bos_token_id is not None and probe[:1] == [tok.bos_token_id] else []
-        )
-
     def _placeholder_counts(self) -> dict[str, int]:
         c = self.config
         counts = {}
@@ -166,53 +160,17 @@ class VQAModel(nn.Module):
         return ids
 
     def encode_batch(self, questions: Sequence[str], answers: Sequence[str] | None = None) -> dict:
-        """Tokenise prompts (and answers) into left-padded tensors.
-
-        Returns ``input_ids``, ``attention_mask`` (B, L) int64 and, with answers, ``labels`` (B, L): -100
-        everywhere except the answer tokens and the eos that follows them. A question longer than
-        ``max_length`` allows is cut at its end (then the answer, keeping its eos).
-        """
-        if isinstance(questions, str):
-            raise TypeError("questions: expected a list of strings, got a single string")
-        for i, q in enumerate(questions):
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError(f"questions[{i}]: expected a non-empty question, got {q!r}")
-        if answers is not None and len(answers) != len(questions):
-            raise ValueError(f"answers: expected {len(questions)} answers, got {len(answers)}")
-        tok = self.tokenizer
-        prefix = self.prefix_ids()
-        budget = self.config.max_length - len(prefix)
-        if budget < 2:
-            raise ValueError(
-                f"max_length: {self.config.max_length} leaves no room after the {len(prefix)} prefix tokens"
-            )
-        q_ids = tok([" " + q.strip() for q in questions], add_special_tokens=False)["input_ids"]
-        a_ids = (
-            tok([" " + str(a).strip() for a in answers], add_special_tokens=False)["input_ids"]
-            if answers is not None
-            else [[] for _ in questions]
+        """Left-padded ``input_ids``, ``attention_mask`` (and ``labels``): :func:`.vqa_prompt.encode_batch`."""
+        return encode_batch(
+            self.tokenizer, self.prefix_ids(), questions, answers, max_length=self.config.max_length
         )
-        rows, label_rows = [], []
-        for q, a in zip(q_ids, a_ids):
-            a = [*a, tok.eos_token_id] if answers is not None else []
-            q = q[: max(1, budget - len(a))]
-            a = a[: budget - len(q)]
-            if answers is not None and a[-1] != tok.eos_token_id:
-                a[-1] = tok.eos_token_id
-            rows.append(prefix + q + a)
-            label_rows.append([-100] * (len(prefix) + len(q)) + a)
-        width = max(len(r) for r in rows)
-        pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-        out = {"input_ids": input_ids, "attention_mask": mask}
-        if answers is not None:
-            out["labels"] = torch.tensor(
-                [[-100] * (width - len(r)) + r for r in label_rows], dtype=torch.long
-            )
-        return out
 
     # ------------------------------------------------------------------ features
+    @property
+    def answer_only_logits(self) -> bool:
+        """Whether the loss projects only the answer positions onto the vocabulary."""
+        return self.full_logits_reason is None
+
     @property
     def device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
@@ -222,7 +180,12 @@ class VQAModel(nn.Module):
         self.knowledge_space.eval()
         return self
 
-    def _intra_embeddings(self, classes: torch.Tensor, keys: Sequence[str], k: int) -> torch.Tensor:
+    def intra_embeddings(self, classes: torch.Tensor, keys: Sequence[str], k: int) -> torch.Tensor:
+        """Frozen intra-class embeddings ``(B, D)`` of the stacks drawn for ``classes`` ``(B,)`` and ``keys``.
+
+        With the bank's ``sampling="class"`` each class's embedding is computed once (each class alone, so
+        independent of the batch) and cached: exact, since the encoder is frozen and in eval mode.
+        """
         ks, bank = self.knowledge_space, self.intra_bank
         if bank.sampling == "class":
             for c in sorted(set(classes.tolist()) - set(self._intra_cache)):
@@ -230,6 +193,28 @@ class VQAModel(nn.Module):
                 self._intra_cache[c] = ks.encode_intra_class(stack)[0]
             return torch.stack([self._intra_cache[c] for c in classes.tolist()]).to(self.device)
         return ks.encode_intra_class(bank.stacks(classes, keys, k).to(self.device))
+
+    def frozen_features(
+        self, images: torch.Tensor | None, questions: Sequence[str], **kwargs
+    ) -> FrozenFeatures:
+        """What the frozen parts compute for a batch (:func:`.vqa_features.frozen_features`)."""
+        return frozen_features(self, images, questions, **kwargs)
+
+    def project(self, frozen: FrozenFeatures) -> dict[str, torch.Tensor]:
+        """Projected prefix features per placeholder token name, ``(B, n, hidden)`` (with gradients)."""
+        feats: dict[str, torch.Tensor] = {}
+        if self.config.use_image:
+            feats[self.IMAGE_TOKEN] = _project(self.image_projector, frozen.patches.to(self.device))
+        if self.config.use_knowledge:
+            feats[self.KNOWLEDGE_TOKEN] = _project(self.knowledge_projector, frozen.knowledge.to(self.device))
+        if self.config.use_intra_class:
+            feats[self.INTRA_TOKEN] = _project(self.intra_projector, frozen.intra.to(self.device))
+        return feats
+
+    def retrieved_names(self, frozen: FrozenFeatures) -> list[str | None]:
+        """Class name retrieved for each question (``None`` without retrieval)."""
+        names = self.intra_bank.class_names if self.intra_bank is not None else []
+        return [names[i] if i >= 0 else None for i in frozen.classes.tolist()]
 
     def prefix_features(
         self,
@@ -241,68 +226,22 @@ class VQAModel(nn.Module):
         intra_stacks: torch.Tensor | None = None,
         report_retrieval: bool = True,
     ) -> tuple[dict[str, torch.Tensor], list[str | None]]:
-        """Projected prefix features per placeholder token name, ``(B, n, hidden)``, and retrieved classes.
+        """Projected prefix features (:meth:`project`) of a batch and the retrieved class names.
 
         Frozen parts (towers, text head, intra-class encoder, retrieval) run without gradients; the
         projectors keep theirs. Images ``(B, 3, S, S)`` are normalised floats as the towers expect.
         ``intra_stacks`` ``(B, K, 3, h, w)`` (normalised float) replace the bank's draw (e.g. augmented
-        training stacks). Retrieval runs when the draw needs it or ``report_retrieval`` (for the
-        retrieved class names; ``None`` entries without a bank).
+        training stacks). Retrieval runs when the draw needs it or ``report_retrieval``.
         """
-        c, ks, bank = self.config, self.knowledge_space, self.intra_bank
-        batch = len(questions)
-        feats: dict[str, torch.Tensor] = {}
-        retrieved: list[str | None] = [None] * batch
-        needs_image = c.use_image or (c.use_intra_class and intra_stacks is None)
-        if needs_image or images is not None:
-            if images is None or images.dim() != 4 or images.shape[0] != batch:
-                got = None if images is None else tuple(images.shape)
-                raise ValueError(f"images: expected a ({batch}, 3, S, S) float tensor, got {got}")
-            images = images.to(ks.device, torch.float32)
-        with torch.no_grad():
-            patches = ks.patch_tokens(images, positional=c.patch_positional) if c.use_image else None
-            text_emb = None
-            if c.use_knowledge:
-                texts = list(questions)
-                if c.knowledge_input == "entities":
-                    if knowledge_texts is None and self.entities is not None:
-                        knowledge_texts = self.entities(texts)
-                    if knowledge_texts is None or len(knowledge_texts) != batch:
-                        got = None if knowledge_texts is None else f"{len(knowledge_texts)} texts"
-                        raise ValueError(
-                            f"knowledge_texts: knowledge_input='entities' needs one entity text per question "
-                            f"({batch}), got {got}; pass knowledge_texts= or give the model an EntityTexts"
-                        )
-                    texts = [e if e and e.strip() else q for e, q in zip(knowledge_texts, texts)]
-                text_emb = ks.encode_text(texts)
-            intra_emb = None
-            draw = c.use_intra_class and intra_stacks is None
-            if bank is not None and images is not None and (draw or report_retrieval):
-                classes = bank.retrieve(ks.encode_image(images))
-                retrieved = [bank.class_names[i] for i in classes.tolist()]
-            if c.use_intra_class:
-                if intra_stacks is not None:
-                    intra_emb = ks.encode_intra_class(intra_stacks.to(ks.device, torch.float32))
-                elif bank is None:
-                    raise ValueError(
-                        "intra_bank: the intra-class branch needs a bank or explicit intra_stacks"
-                    )
-                else:
-                    if bank.sampling == "class" and qids is None:
-                        qids = [""] * batch  # the draw does not depend on the question
-                    if qids is None or len(qids) != batch:
-                        raise ValueError(
-                            f"qids: expected {batch} question ids for seeded retrieval, got {qids!r}"
-                        )
-                    k = c.num_intra_images or int(ks.config.num_images)
-                    intra_emb = self._intra_embeddings(classes, [str(q) for q in qids], k)
-        if c.use_image:
-            feats[self.IMAGE_TOKEN] = _project(self.image_projector, patches)
-        if c.use_knowledge:
-            feats[self.KNOWLEDGE_TOKEN] = _project(self.knowledge_projector, text_emb)
-        if c.use_intra_class:
-            feats[self.INTRA_TOKEN] = _project(self.intra_projector, intra_emb)
-        return feats, retrieved
+        frozen = self.frozen_features(
+            images,
+            questions,
+            qids=qids,
+            knowledge_texts=knowledge_texts,
+            intra_stacks=intra_stacks,
+            report_retrieval=report_retrieval,
+        )
+        return self.project(frozen), self.retrieved_names(frozen)
 
     def splice(self, input_ids: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings ``(B, L, H)`` with every placeholder replaced, found by its token id."""
@@ -327,31 +266,76 @@ class VQAModel(nn.Module):
         qids: Sequence[str] | None = None,
         knowledge_texts: Sequence[str] | None = None,
         intra_stacks: torch.Tensor | None = None,
+        frozen: FrozenFeatures | None = None,
     ) -> dict:
         """Answer-only loss.
+
+        ``frozen``: the batch's precomputed :class:`FrozenFeatures` (a training run's cache); the images,
+        knowledge texts and stacks are then not needed.
 
         Returns ``loss`` (scalar: mean cross-entropy over the answer tokens and their eos) and
         ``answer_tokens`` (0-dim int64 tensor: how many tokens the loss covers).
         """
         batch = self.encode_batch(questions, answers)
-        feats, _ = self.prefix_features(
-            images,
-            questions,
-            qids=qids,
-            knowledge_texts=knowledge_texts,
-            intra_stacks=intra_stacks,
-            report_retrieval=False,
-        )
+        if frozen is None:
+            frozen = self.frozen_features(
+                images,
+                questions,
+                qids=qids,
+                knowledge_texts=knowledge_texts,
+                intra_stacks=intra_stacks,
+                report_retrieval=False,
+            )
+        elif len(frozen) != len(questions):
+            raise ValueError(f"frozen: expected features of {len(questions)} questions, got {len(frozen)}")
+        if self.full_logits_reason not in (None, _FULL_BY_CONFIG):  # the LM transforms its logits itself
+            loss, labels = self._llm_loss(frozen, batch)
+        else:
+            hidden, labels = self.hidden_states(frozen, batch)
+            loss = self.answer_loss(hidden, labels)
+        return {"loss": loss, "answer_tokens": (labels != -100).sum()}
+
+    def _llm_loss(self, frozen: FrozenFeatures, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The language model's own ``labels=`` loss (logits at every position, its logit transforms applied)."""
         ids, mask, labels = (batch[k].to(self.device) for k in ("input_ids", "attention_mask", "labels"))
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.llm(
-            inputs_embeds=self.splice(ids, feats),
+            inputs_embeds=self.splice(ids, self.project(frozen)),
             attention_mask=mask,
-            position_ids=position_ids,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
             labels=labels,
             use_cache=False,
         )
-        return {"loss": out.loss, "answer_tokens": (labels != -100).sum()}
+        return out.loss, labels
+
+    def hidden_states(self, frozen: FrozenFeatures, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LLM backbone's final hidden states ``(B, L, H)`` for an encoded batch (:meth:`encode_batch`
+        with answers) whose placeholders carry the projected ``frozen`` features, and its ``labels``."""
+        ids, mask, labels = (batch[k].to(self.device) for k in ("input_ids", "attention_mask", "labels"))
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        backbone, _ = causal_lm_parts(self.llm)
+        hidden = backbone(
+            inputs_embeds=self.splice(ids, self.project(frozen)),
+            attention_mask=mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state
+        return hidden, labels
+
+    def answer_loss(
+        self, hidden: torch.Tensor, labels: torch.Tensor, *, answer_only: bool | None = None
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy over the labelled positions (``labels != -100``).
+
+        With :attr:`answer_only_logits` (or ``answer_only=True``) the LM head runs at those positions only
+        (:func:`~.answer_logits.linear_cross_entropy`); otherwise at every position, ``(B, L, V)`` logits
+        upcast to float32 (float64 stays) as the language model's own ``labels=`` loss computes them.
+        """
+        _, head = causal_lm_parts(self.llm)
+        if self.answer_only_logits if answer_only is None else answer_only:
+            x, y = answer_hidden_states(hidden, labels)
+            return linear_cross_entropy(x, head.weight, y, head.bias)
+        logits = head(hidden)[:, :-1]
+        return torch.nn.functional.cross_entropy(upcast_logits(logits).flatten(0, 1), labels[:, 1:].flatten())
 
     @torch.no_grad()
     def generate(
@@ -455,27 +439,16 @@ def _project(projector: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def build_vqa_model(
     config: VQAModelConfig, knowledge_space: nn.Module, intra_bank=None, *, entities=None, device=None
 ) -> VQAModel:
-    """Load ``config.llm`` and its tokenizer with the Auto classes and build a fresh :class:`VQAModel`."""
+    """Load ``config.llm`` and its tokenizer with the Auto classes and build a fresh :class:`VQAModel`.
+
+    The LLM location is checked first (:func:`~bamco_fast.models.sources.check_causal_lm`): a folder of
+    another kind of model, a tokenizer larger than the embedding, or an uncached hub name while offline is
+    an error before any weight is read.
+    """
+    from .sources import check_causal_lm
+
+    check_causal_lm(config.llm)
     llm = vqa_io.load_llm(config.llm, config.dtype)
     tokenizer = vqa_io.load_tokenizer(config.llm)
     model = VQAModel(config, knowledge_space, llm, tokenizer, intra_bank, entities)
     return model.to(device) if device is not None else model
-
-
-def entity_texts(extractor, questions: Sequence[str]) -> list[str]:
-    """Knowledge texts for ``knowledge_input="entities"``: the knowledge-base names of the concepts an
-    extractor of :mod:`bamco_fast.knowledge.extract` finds in each question, in order of appearance,
-    without repeats, joined by ``", "``; ``""`` where none is found (the model then embeds the question).
-    """
-    mentions = extractor.extract(list(questions))
-    ids = {m.concept_id for row in mentions for m in row}
-    names = {cid: c.name for cid, c in extractor.kb.concepts(ids).items()} if ids else {}
-    out = []
-    for row in mentions:
-        seen: list[str] = []
-        for m in sorted(row, key=lambda m: (m.start, m.end)):
-            name = names.get(m.concept_id, m.text)
-            if name not in seen:
-                seen.append(name)
-        out.append(", ".join(seen))
-    return out

@@ -30,6 +30,8 @@ class VQAModelConfig:
         max_length: longest training sequence (prompt + answer + eos), in tokens.
         max_new_tokens: default generation length.
         dtype: LLM weight dtype at load (``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``).
+        answer_only_logits: project only the answer positions onto the vocabulary in the loss
+            (:mod:`bamco_fast.models.answer_logits`); ``False`` = logits at every position (published).
     """
 
     llm: str
@@ -50,6 +52,7 @@ class VQAModelConfig:
     max_length: int = 256
     max_new_tokens: int = 32
     dtype: str = "float32"
+    answer_only_logits: bool = True
 
     def __post_init__(self) -> None:
         if not str(self.llm).strip():

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .entity_input import ENTITIES_FILE, EntityTexts
-from .lora import is_peft_model, merged_copy, save_lora
+from .lora import is_peft_model, save_lora, write_merged
 from .vqa_config import VQAModelConfig
 
 __all__ = [
@@ -68,9 +68,17 @@ def load_llm(name: str | Path, dtype: str = "float32") -> nn.Module:
     from packaging.version import Version
     from transformers import AutoModelForCausalLM
 
+    from .sources import ModelSourceError
+
     _quiet_transformers()
     key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    return AutoModelForCausalLM.from_pretrained(str(name), **{key: _torch_dtype(dtype)})
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(name), **{key: _torch_dtype(dtype)})
+    except Exception as exc:  # truncated or mismatched weight files (safetensors raises its own type)
+        message = " ".join(str(exc).split())[:400]
+        raise ModelSourceError(
+            f"model.llm: cannot load the language model {str(name)!r}: {message}"
+        ) from None
 
 
 def load_tokenizer(name: str | Path):
@@ -155,12 +163,12 @@ def save_trainable(model, folder: Path | str, *, overwrite: bool = True) -> Path
 def merge(model, folder: Path | str, *, overwrite: bool = True) -> Path:
     """Write a standalone folder: the LLM with adapters merged (``folder/llm``, loadable alone by
     ``AutoModelForCausalLM``/``AutoTokenizer``), projectors, tokenizer and the knowledge-space reference.
-    :meth:`load` reads it like any saved run. Needs memory for one extra copy of the LLM."""
+    :meth:`load` reads it like any saved run. Merged weights are written shard by shard
+    (:func:`~bamco_fast.models.lora.write_merged`): the extra memory is one shard, not a second LLM."""
     from ._folders import staged_folder
 
-    merged = merged_copy(model.llm)
     with staged_folder(Path(folder), overwrite=overwrite, what="VQAModel.merge") as stage:
-        merged.save_pretrained(str(stage / "llm"))
+        write_merged(model.llm, stage / "llm")
         model.tokenizer.save_pretrained(str(stage / "llm"))
         meta = _meta(model, "llm", "none")
         meta["merged_from"] = model.config.lora

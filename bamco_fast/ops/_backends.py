@@ -47,6 +47,8 @@ __all__ = [
 class BackendUnavailableError(RuntimeError):
     """Raised when a requested backend cannot run the given inputs; the message lists all reasons."""
 
+    user_error = True  # a forced backend that cannot run: reported in one line by the CLIs
+
 
 @dataclass(frozen=True)
 class Backend:

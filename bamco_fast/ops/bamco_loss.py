@@ -118,7 +118,9 @@ def check_inputs(
     Raises:
         TypeError: a non-tensor argument, non-floating features/prototypes, non-integer labels.
         ValueError: wrong ranks or sizes, V < 2, D = 0, empty batch, mismatched dtype/device, labels
-            outside [0, C), a temperature that is not finite or below :func:`min_temperature`.
+            outside [0, C), rows of features or prototypes that are not L2-normalised (norm off 1 by more
+            than 1e-3, 2e-2 for 16-bit dtypes), a temperature that is not finite or below
+            :func:`min_temperature`.
     """
     for name, t in (("features", features), ("labels", labels), ("prototypes", prototypes)):
         if not isinstance(t, torch.Tensor):
@@ -175,6 +177,24 @@ def check_inputs(
                 f"{OP_NAME}: labels must lie in [0, {num_classes}) (C = prototypes.shape[0]), "
                 f"got values in [{lo}, {hi}]"
             )
+        _check_unit_rows("features", features)
+        _check_unit_rows("prototypes", prototypes)
+
+
+#: How far a row's L2 norm may be from 1 (16-bit rows are rounded after normalising).
+_UNIT_NORM_TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 2e-2}
+
+
+def _check_unit_rows(name: str, t: torch.Tensor) -> None:
+    """Raise ``ValueError`` when a row of ``t`` is not L2-normalised (NaN rows pass: the loss reports them)."""
+    norms = torch.linalg.vector_norm(t.detach().float(), dim=-1)
+    worst = float((norms - 1).abs().nan_to_num(0.0).max())
+    if worst > _UNIT_NORM_TOLERANCE.get(t.dtype, 1e-3):
+        lo, hi = (float(v) for v in torch.aminmax(norms.nan_to_num(1.0)))
+        raise ValueError(
+            f"{OP_NAME}: {name} rows must be L2-normalised (the loss is defined on unit vectors), got row norms "
+            f"in [{lo:.4g}, {hi:.4g}]; apply torch.nn.functional.normalize(x, dim=-1) first"
+        )
 
 
 def min_temperature(dtype: torch.dtype, num_keys: int) -> float:

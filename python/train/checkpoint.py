@@ -3,7 +3,8 @@
 Layout inside a run folder::
 
     checkpoints/step_00000120.pt   rolling checkpoints (the last ``keep_last`` are kept)
-    checkpoints/best.pt            the checkpoint with the best validation selection metric
+    checkpoints/best.pt            the checkpoint with the best validation selection metric: a second
+                                   name (hard link) of its step file, not a second copy of the data
     checkpoints/latest.json        {"file": "step_00000120.pt", "step": 120}: the newest complete one
 
 Every file is written to a temporary name in the same folder, flushed and fsync'ed, then renamed over
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from bamco_fast.data.jsonio import atomic_write_bytes
+from bamco_fast.data.jsonio import atomic_link, atomic_write_bytes
 
 from .config import diff_configs
 
@@ -50,12 +51,7 @@ _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or belongs to another configuration."""
 
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through :func:`atomic_write_bytes`."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    user_error = True  # reported in one line by the command-line error boundary
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,7 +185,8 @@ class CheckpointManager:
         self.keep_last = keep_last
 
     def save(self, state: dict[str, Any], *, best: bool = False) -> Path:
-        """Write ``state`` as ``step_<step>.pt``, point ``latest.json`` at it, prune; copy to ``best.pt`` if ``best``."""
+        """Write ``state`` as ``step_<step>.pt``, point ``latest.json`` at it, prune; with ``best``, make
+        ``best.pt`` a second name of that file (a hard link: pruning the step file keeps the data)."""
         state = {"format": FORMAT, **state}
         step = int(state["step"])
         buffer = io.BytesIO()
@@ -201,14 +198,8 @@ class CheckpointManager:
             self.folder / "latest.json", (json.dumps({"file": path.name, "step": step}) + "\n").encode()
         )
         if best:
-            atomic_write_bytes(self.folder / "best.pt", data)
+            atomic_link(path, self.folder / "best.pt")
         self._prune()
-        return path
-
-    def save_best(self, state: dict[str, Any]) -> Path:
-        """Write ``best.pt`` only."""
-        path = self.folder / "best.pt"
-        atomic_torch_save({"format": FORMAT, **state}, path)
         return path
 
     def _prune(self) -> None:

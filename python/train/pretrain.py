@@ -428,6 +428,9 @@ def _eval_only(args, log=print) -> int:
             with torch.no_grad():
                 results[name] = evaluator(prep)(model)
     print(_write_table(run, results, config, prep.tables.val_source))
+    from .matching_page import write_matching_page
+
+    print(f"matching page: {write_matching_page(prep, run, results)}")
     return 0
 
 
@@ -489,6 +492,9 @@ def _run(args: argparse.Namespace) -> int:
         results["BaMCo"] = bamco
         if runtime.is_main:
             print(_write_table(run_dir, results, prep.config, prep.tables.val_source))
+            from .matching_page import write_matching_page
+
+            print(f"matching page: {write_matching_page(prep, run_dir, results, {'BaMCo': prep.model})}")
             print(
                 f"outputs in {run_dir}: knowledge_space/ (the model), checkpoints/, metrics.jsonl, curves.png, "
                 f"matching.txt"

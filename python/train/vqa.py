@@ -72,7 +72,20 @@ class VQATask:
     selection_metric = "val_loss"
     selection_mode = "min"
 
-    def __init__(self, model, train, validate, table, *, batch_size, eval_batch_size, seed, runtime):
+    def __init__(
+        self,
+        model,
+        train,
+        validate,
+        table,
+        *,
+        batch_size,
+        eval_batch_size,
+        seed,
+        runtime,
+        cache=False,
+        progress=False,
+    ):
         self.model = model
         self.train_records = list(train)
         self.val_records = list(validate)
@@ -82,6 +95,25 @@ class VQATask:
         self.eval_batch_size = int(eval_batch_size)
         self.seed = int(seed)
         self.runtime = runtime
+        self.train_frozen = self.val_frozen = None
+        if cache:
+            self.train_frozen = self._frozen(self.train_records, progress)
+            self.val_frozen = self._frozen(self.val_records, progress)
+
+    def _frozen(self, records, progress: bool):
+        """Frozen features of ``records`` (every rank computes them all; they live on the device)."""
+        from bamco_fast.models.vqa_features import frozen_feature_table
+
+        table = self.table
+        return frozen_feature_table(
+            self.model,
+            [str(r.image_path) for r in records],
+            lambda keys: table.normalized(table.rows(keys)),
+            [r.question for r in records],
+            [r.qid for r in records],
+            batch_size=self.eval_batch_size,
+            progress=progress,
+        )
 
     def steps_per_epoch(self) -> int:
         return len(self.train_records) // self.global_batch
@@ -99,19 +131,12 @@ class VQATask:
             epoch=epoch,
             start=start,
             drop_last=True,
+            frozen=self.train_frozen,
         ):
-            part = slice(rank * local, (rank + 1) * local)
-            yield dataclasses.replace(
-                batch,
-                images=batch.images[part],
-                questions=batch.questions[part],
-                answers=batch.answers[part],
-                qids=batch.qids[part],
-                records=batch.records[part],
-            ).to(self.runtime.device)
+            yield batch.part(slice(rank * local, (rank + 1) * local)).to(self.runtime.device)
 
     def step_loss(self, model, batch) -> dict[str, torch.Tensor]:
-        out = model(batch.images, batch.questions, batch.answers, qids=batch.qids)
+        out = model(batch.images, batch.questions, batch.answers, qids=batch.qids, frozen=batch.frozen)
         return {"loss": out["loss"]}
 
     def batch_size(self, batch) -> int:
@@ -121,9 +146,11 @@ class VQATask:
         from .vqa_data import iter_batches
 
         total, tokens = 0.0, 0
-        for batch in iter_batches(self.val_records, self.table, self.eval_batch_size):
+        for batch in iter_batches(self.val_records, self.table, self.eval_batch_size, frozen=self.val_frozen):
             batch = batch.to(self.runtime.device)
-            out = self.model(batch.images, batch.questions, batch.answers, qids=batch.qids)
+            out = self.model(
+                batch.images, batch.questions, batch.answers, qids=batch.qids, frozen=batch.frozen
+            )
             n = int(out["answer_tokens"])
             total += float(out["loss"]) * n
             tokens += n
@@ -248,11 +275,14 @@ def _entity_vocabulary(config: VQAConfig, space, plain: bool):
 
 def prepare(config: VQAConfig) -> Prepared:
     """Check the inputs and build the model (fails early and clearly on bad input)."""
+    from bamco_fast.data.images import ImageTable
+    from bamco_fast.inference import load_knowledge_space
+    from bamco_fast.models.intra_bank import build_intra_bank
+    from bamco_fast.models.plain_towers import plain_towers
     from bamco_fast.models.vqa import VQAModelConfig, build_vqa_model
 
     from .runtime import init_runtime
-    from .vqa_build import build_intra_bank, load_knowledge_space, plain_towers, resolve_llm
-    from .vqa_data import ImageTable
+    from .vqa_build import resolve_llm
 
     runtime = init_runtime(config.loop.device)
     if config.loop.num_threads and runtime.device.type == "cpu":
@@ -406,18 +436,23 @@ def _evaluate(prep: Prepared, model, out: Path) -> int:
     print(f"== {splits.dataset} {splits.eval_split}: {len(rows)} questions answered in {seconds:.1f} s ==")
     print(table)
     print(f"predictions: {pred_path}\nreport: {report_path}")
+    from bamco_fast.evaluate.html_report import write_report_html
+
+    print(f"answers page: {write_report_html(out, splits.eval_split, model=model)}")
     return 0
 
 
 def run_config(config: VQAConfig, *, resume: Path | None = None, eval_only: bool = False) -> int:
     """Train (unless ``eval_only``), select on validation, save ``model/``, evaluate once."""
+    from bamco_fast.inference import MODEL_DIR, RUN_INFO, load_run
+
     from .loop import load_trainable_state, train
-    from .vqa_build import MODEL_DIR, RUN_INFO, load_run
 
     out = Path(config.out)
     if eval_only:
+        from bamco_fast.data.images import ImageTable
+
         from .runtime import init_runtime
-        from .vqa_data import ImageTable
 
         runtime = init_runtime(config.loop.device)
         splits = _load_splits(config)
@@ -450,7 +485,14 @@ def run_config(config: VQAConfig, *, resume: Path | None = None, eval_only: bool
         eval_batch_size=config.eval.batch_size,
         seed=config.loop.seed,
         runtime=runtime,
+        cache=config.data.cache_frozen_features,
+        progress=config.loop.progress,
     )
+    if task.train_frozen is not None and runtime.is_main:
+        print(
+            f"frozen features of {len(task.train_records)} training and {len(task.val_records)} validation "
+            f"questions computed once ({(task.train_frozen.nbytes + task.val_frozen.nbytes) / 2**20:.1f} MiB)"
+        )
     if resume is None and runtime.is_main:
         prep.model.eval()
         with torch.no_grad():

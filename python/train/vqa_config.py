@@ -71,6 +71,9 @@ class VQADataConfig:
     knowledge: str = ""  # knowledge file of the intra-class bank; "" = the knowledge-space run's
     knowledge_images: str = ""  # folder the knowledge file's images are relative to
     knowledge_image_map: str = ""  # id -> file name map (BaMCo's VQA-RAD ids), optional
+    # Compute the frozen features (ViT patches, knowledge and intra-class embeddings) of the training and
+    # validation questions once, instead of running the frozen towers and encoder every step.
+    cache_frozen_features: bool = True
 
     def __post_init__(self) -> None:
         _check(self.dataset in _DATASETS, "data.dataset", f"one of {list(_DATASETS)}", self.dataset)

@@ -1,7 +1,5 @@
-"""VQA records -> batches: each image decoded once into a uint8 cache, batches normalised on the fly.
+"""VQA records -> batches: images from an :class:`~bamco_fast.data.images.ImageTable`, normalised on the fly.
 
-* :class:`ImageTable` decodes every distinct image of a set of records once (PIL, RGB, bicubic resize to
-  ``size x size``) into one ``(N, 3, size, size)`` uint8 tensor; a record finds its row by image path.
 * :class:`VQABatch` is what the model sees: ``images`` ``(B, 3, S, S)`` float32, pixels scaled to
   ``[0, 1]`` and normalised per channel, ``x = (p / 255 - mean_c) / std_c`` (the towers' mean/std), plus
   the question/answer strings and ids.
@@ -16,94 +14,52 @@ left/right and position question (Slake asks many), so they are left out.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from bamco_fast.data import VQARecord
+from bamco_fast.data.images import ImageTable
+from bamco_fast.models.vqa_features import FrozenFeatures, FrozenFeatureTable
 
-__all__ = ["ImageDecodeError", "ImageTable", "VQABatch", "decode_image", "iter_batches", "num_batches"]
-
-
-class ImageDecodeError(ValueError):
-    """An image file is missing or cannot be decoded."""
-
-
-def decode_image(path: Path | str, size: int) -> torch.Tensor:
-    """Read ``path`` as RGB and resize it to ``(size, size)``: ``(3, size, size)`` uint8.
-
-    Raises :class:`ImageDecodeError` naming the file and the decoder's reason.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageDecodeError(f"image not found: {path} (expected an image file)")
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-            data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageDecodeError(f"cannot decode image {path}: {exc}") from None
-    return data.view(size, size, 3).permute(2, 0, 1).contiguous()
-
-
-class ImageTable:
-    """Every distinct image of ``paths`` decoded once: ``pixels`` ``(N, 3, size, size)`` uint8.
-
-    ``normalized(rows)`` returns ``(len(rows), 3, size, size)`` float32 ``(p/255 - mean) / std``.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[Path | str],
-        size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        *,
-        progress: bool = False,
-    ) -> None:
-        unique = list(dict.fromkeys(str(p) for p in paths))
-        self.size = int(size)
-        self.index = {p: i for i, p in enumerate(unique)}
-        self.pixels = torch.empty((len(unique), 3, self.size, self.size), dtype=torch.uint8)
-        items = unique
-        if progress and len(unique) > 50:
-            from tqdm.auto import tqdm
-
-            items = tqdm(unique, desc="decoding images", unit="img", leave=False)
-        for i, path in enumerate(items):
-            self.pixels[i] = decode_image(path, self.size)
-        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def rows(self, paths: Sequence[Path | str]) -> list[int]:
-        return [self.index[str(p)] for p in paths]
-
-    def normalized(self, rows: Sequence[int]) -> torch.Tensor:
-        pixels = self.pixels[torch.as_tensor(list(rows), dtype=torch.long)].float().div_(255.0)
-        return (pixels - self.mean) / self.std
+__all__ = ["VQABatch", "epoch_order", "iter_batches", "num_batches"]
 
 
 @dataclass
 class VQABatch:
-    """One batch: ``images`` ``(B, 3, S, S)`` float32 normalised; the rest are length-``B`` lists."""
+    """One batch: ``images`` ``(B, 3, S, S)`` float32 normalised (``None`` when the frozen features are
+    precomputed); ``frozen``: the batch's rows of a :class:`~bamco_fast.models.vqa_features.FrozenFeatures`
+    cache; ``index``: the records' positions in the split; the rest are length-``B`` lists."""
 
-    images: torch.Tensor
+    images: torch.Tensor | None
     questions: list[str]
     answers: list[str]
     qids: list[str]
     records: list[VQARecord]
+    index: list[int] = field(default_factory=list)
+    frozen: FrozenFeatures | None = None
 
     def __len__(self) -> int:
         return len(self.qids)
 
     def to(self, device: torch.device | str) -> VQABatch:
-        return VQABatch(self.images.to(device), self.questions, self.answers, self.qids, self.records)
+        return replace(
+            self,
+            images=None if self.images is None else self.images.to(device),
+            frozen=None if self.frozen is None else self.frozen.to(device),
+        )
+
+    def part(self, rows: slice) -> VQABatch:
+        """The rows ``rows`` of the batch (a rank's share of a global batch)."""
+        return VQABatch(
+            images=None if self.images is None else self.images[rows],
+            questions=self.questions[rows],
+            answers=self.answers[rows],
+            qids=self.qids[rows],
+            records=self.records[rows],
+            index=self.index[rows],
+            frozen=None if self.frozen is None else self.frozen.select(range(len(self.qids))[rows]),
+        )
 
 
 def num_batches(n: int, batch_size: int, *, drop_last: bool = False) -> int:
@@ -128,18 +84,30 @@ def iter_batches(
     epoch: int = 0,
     start: int = 0,
     drop_last: bool = False,
+    frozen: FrozenFeatureTable | None = None,
 ) -> Iterator[VQABatch]:
-    """Batches of ``records`` (see the module docstring); ``start`` skips that many batches (resume)."""
+    """Batches of ``records`` (see the module docstring); ``start`` skips that many batches (resume).
+
+    ``frozen``: precomputed frozen features of ``records`` (in order); each batch then carries its rows
+    and no images (nothing is decoded or normalised).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if frozen is not None and len(frozen) != len(records):
+        raise ValueError(f"frozen: expected features of {len(records)} records, got {len(frozen)}")
     order = epoch_order(len(records), shuffle=shuffle, seed=seed, epoch=epoch)
     total = num_batches(len(order), batch_size, drop_last=drop_last)
     for b in range(start, total):
-        chosen = [records[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+        index = order[b * batch_size : (b + 1) * batch_size]
+        chosen = [records[i] for i in index]
         yield VQABatch(
-            images=table.normalized(table.rows([r.image_path for r in chosen])),
+            images=None
+            if frozen is not None
+            else table.normalized(table.rows([r.image_path for r in chosen])),
             questions=[r.question for r in chosen],
             answers=[r.answer for r in chosen],
             qids=[r.qid for r in chosen],
             records=chosen,
+            index=index,
+            frozen=None if frozen is None else frozen.select(index),
         )

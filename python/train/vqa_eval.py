@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from bamco_fast.data import VQARecord
+from bamco_fast.data.images import ImageTable
 
-from .vqa_data import ImageTable, iter_batches
+from .vqa_data import iter_batches
 
 __all__ = ["predict_records", "write_evaluation"]
 
@@ -56,6 +57,7 @@ def predict_records(
                 extra = {
                     "retrieved_entity": generated.retrieved_entity,
                     "image_name": record.image_name,
+                    "image": str(record.image_path),
                     "dataset": record.dataset,
                     "split": record.split,
                 }

@@ -8,104 +8,15 @@ ablation switches and the errors of bad input.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
+from vqa_fixtures import ANSWERS, CLASSES, K_INTRA, KIND, QIDS, QUESTIONS, _bank, _images, _model, _train
 
-from bamco_fast.models.retrieval import IntraClassBank
-from bamco_fast.models.tiny_lm import build_tiny_causal_lm
 from bamco_fast.models.vqa import VQAModel, VQAModelConfig, build_vqa_model
 
-CLASSES = ["liver", "lung", "brain"]
-QUESTIONS = [
-    "what organ is shown?",
-    "is the lung abnormal in this chest image?",
-    "where is the brain edema located in this scan today?",
-    "yes or no?",
-]
-ANSWERS = ["liver", "no", "left temporal lobe", "yes"]
-QIDS = ["q0", "q1", "q2", "q3"]
-LM_TEXTS = QUESTIONS + ANSWERS + ["the liver is an organ", "the lung is in the chest", "brain"] * 3
-KIND = ["llama", "gpt2"]
-K_INTRA, INTRA_SIZE = 64, 32  # the smallest stack the intra-class encoder accepts
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def lm_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_lms")
-    out = {kind: build_tiny_causal_lm(root / kind, kind, LM_TEXTS, seed=0) for kind in KIND}
-    out["wide"] = build_tiny_causal_lm(root / "wide", "llama", LM_TEXTS, hidden_size=96)
-    return out
-
-
-@pytest.fixture(scope="module")
-def ks_dir(tiny_towers_dir, tmp_path_factory):
-    from bamco_fast.models.knowledge_space import KnowledgeSpace, KnowledgeSpaceConfig
-    from bamco_fast.models.towers import load_towers
-
-    torch.manual_seed(0)
-    config = KnowledgeSpaceConfig(
-        tower=f"local-dir:{tiny_towers_dir}",
-        embed_dim=32,
-        num_images=K_INTRA,
-        intra_image_size=INTRA_SIZE,
-        feature_size=2,
-    )
-    ks = KnowledgeSpace(config, CLASSES, towers=load_towers(config.tower))
-    folder = tmp_path_factory.mktemp("ks") / "space"
-    ks.save(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ks(ks_dir):
-    from bamco_fast.models.knowledge_space import KnowledgeSpace
-
-    return KnowledgeSpace.load(ks_dir)
-
-
-def _bank(ks, sampling="class") -> IntraClassBank:
-    """Three classes of two images each; ``sampling="class"`` (encoded once per class) keeps tests fast."""
-    gen = torch.Generator().manual_seed(1)
-    images = torch.randint(0, 256, (6, 3, INTRA_SIZE, INTRA_SIZE), dtype=torch.uint8, generator=gen)
-    towers = ks.towers
-    return IntraClassBank(
-        CLASSES,
-        images,
-        [[0, 1], [2, 3], [4, 5]],
-        mean=towers.image_mean,
-        std=towers.image_std,
-        sampling=sampling,
-    )
-
-
-def _images(ks, n=4) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(2)
-    return torch.randn(n, 3, ks.towers.image_size, ks.towers.image_size, generator=gen)
-
-
-def _model(lm_dirs, ks, ks_dir, kind="llama", bank="class", **overrides) -> VQAModel:
-    torch.manual_seed(0)
-    config = VQAModelConfig(llm=str(lm_dirs[kind]), knowledge_space=str(ks_dir), lora_r=8, **overrides)
-    return build_vqa_model(config, ks, _bank(ks, bank) if bank else None)
-
-
-def _train(model, ks, steps=4, lr=3e-3):
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    images = _images(ks)
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = model(images, QUESTIONS, ANSWERS, qids=QIDS)["loss"]
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
 
 
 def test_prompt_layout_and_answer_only_labels(lm_dirs, ks, ks_dir):
@@ -242,6 +153,10 @@ def test_save_load_and_merge_reproduce_predictions(lm_dirs, ks, ks_dir, tmp_path
     meta = json.loads((run / "vqa.json").read_text())
     assert meta["config"]["knowledge_space"] == str(ks_dir.absolute())
     files = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f: oct((run / f).stat().st_mode & 0o777) for f in files}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes  # safetensors' 0600 included
     assert not any("open_clip" in f for f in files)  # the frozen towers are not copied
     if lora == "lora":
         from safetensors.torch import load_file
@@ -375,7 +290,7 @@ def test_entity_texts_from_the_offline_extractor(tmp_path):
     from bamco_fast.knowledge.extract import OfflineExtractor
     from bamco_fast.knowledge.kb_memory import InMemoryKnowledgeBase
     from bamco_fast.knowledge.schema import Concept
-    from bamco_fast.models.vqa import entity_texts
+    from bamco_fast.models.entity_input import entity_texts
 
     kb = InMemoryKnowledgeBase(
         tmp_path / "kb.json",

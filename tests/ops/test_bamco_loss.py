@@ -361,6 +361,17 @@ _BAD_INPUTS = {
     # 1/T = 1e38: the logits fit float32 but their sums do not (no backend can return a reliable answer).
     "tiny_temperature": (_bad(temperature=1e-38), ValueError, "temperature must be >= "),
     "nan_temperature": (_bad(temperature=float("nan")), ValueError, "temperature must be"),
+    # un-normalised rows: the logits z.k / T would be ~|z||k| / T (a loss of ~1e8 instead of an error)
+    "features_not_unit": (
+        _bad(features=_bad()["features"] * 30.0),
+        ValueError,
+        "features rows must be L2-normalised",
+    ),
+    "prototypes_not_unit": (
+        _bad(prototypes=_bad()["prototypes"] * 0.5),
+        ValueError,
+        "prototypes rows must be L2-normalised",
+    ),
 }
 
 

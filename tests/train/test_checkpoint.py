@@ -74,6 +74,27 @@ def test_keep_last_and_latest_pointer(tmp_path):
     assert latest_checkpoint(manager.folder).name == "step_00000004.pt"
 
 
+def test_best_is_a_second_name_of_its_step_file_not_a_copy(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=3)
+    manager.save(_state(1), best=True)
+    best, step1 = manager.folder / "best.pt", manager.folder / "step_00000001.pt"
+    assert best.stat().st_ino == step1.stat().st_ino and best.stat().st_nlink == 2
+    manager.save(_state(2), best=True)  # a newer best replaces the name atomically
+    assert best.stat().st_ino == (manager.folder / "step_00000002.pt").stat().st_ino
+    assert step1.stat().st_nlink == 1
+    for step in (3, 4, 5, 6):
+        manager.save(_state(step))
+    assert not (manager.folder / "step_00000002.pt").exists()  # pruned; the data lives on under best.pt
+    assert best.stat().st_nlink == 1 and load_checkpoint(best)["step"] == 2
+    assert oct(best.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_corrupt_and_truncated_checkpoints_give_clear_errors(tmp_path):
     manager = CheckpointManager(tmp_path)
     path = manager.save(_state(1))

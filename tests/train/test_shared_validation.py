@@ -76,9 +76,9 @@ def test_bad_vqa_root_is_a_clear_error():
 
 
 def test_vqa_stage_counts_records_its_knowledge_space_was_trained_on(tmp_path):
+    from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
     from bamco_fast.train.vqa import _load_splits, _records_seen_in_pretraining
-    from bamco_fast.train.vqa_build import build_intra_bank
 
     _, config, ks_dir = trained_slake_run()
     splits = _load_splits(config)

@@ -28,7 +28,9 @@ def test_slake_without_test_evaluates_validate_and_selects_on_carved_train():
     assert not _images(splits.train) & _images(splits.validate)
     assert not _images(splits.train) & _images(splits.evaluate)
     assert not _images(splits.validate) & _images(splits.evaluate)
-    assert len(splits.train) + len(splits.validate) == 4919  # English train of our copy
+    assert (
+        len(splits.train) + len(splits.validate) == 4918
+    )  # English train of our copy (one entry with an empty answer left out)
     check_leakage(splits)
     with pytest.raises(Exception, match="no test split"):
         load_vqa_splits("slake", root, eval_split="test")

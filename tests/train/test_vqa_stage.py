@@ -105,9 +105,9 @@ def test_vqa_rad_test_report(tmp_path):
     assert run_config(config) == 0
     report = _report(tmp_path / "run" / "report_test.json")
     assert report["split"] == "test" and report["dataset"] == "vqa-rad"
+    from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
     from bamco_fast.train.vqa import _load_splits
-    from bamco_fast.train.vqa_build import build_intra_bank
 
     splits = _load_splits(config)
     tests = [(str(r.image_path), r.question) for r in splits.evaluate]
@@ -244,10 +244,10 @@ def test_entities_with_plain_towers_need_a_knowledge_file(tmp_path, capsys):
 
 
 def test_intra_bank_is_built_from_training_questions_only(slake_run):
+    from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
     from bamco_fast.models.retrieval import decode_images
     from bamco_fast.train.vqa import _load_splits
-    from bamco_fast.train.vqa_build import build_intra_bank
 
     run, config = slake_run
     _, _, ks_dir = trained_slake_run()
@@ -275,8 +275,8 @@ def test_intra_bank_is_built_from_training_questions_only(slake_run):
 
 def test_intra_bank_from_another_knowledge_file_is_a_clear_error(slake_run):
     from bamco_fast.demo_data import demo_paths
+    from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
-    from bamco_fast.train.vqa_build import build_intra_bank
 
     _, _, ks_dir = trained_slake_run()
     paths = demo_paths()  # VQA-RAD records: most Slake classes are not among their heads

@@ -1,0 +1,111 @@
+"""Where the time of one VQA training step goes: data, towers, intra-class encoder, LLM, loss, optimiser.
+
+:class:`VQAStepProfiler` times a step of :class:`bamco_fast.models.vqa.VQAModel` from outside:
+
+* ``data``: the batch producer (decoding, stacking, cache look-ups, tokenising), timed by the caller;
+* ``towers``: the frozen parts' forward (ViT patch tokens, the retrieval query, the knowledge text
+  embedding, retrieval) inside :meth:`VQAStepProfiler.frozen`, minus the intra-class encoder's time;
+* ``intra``: the frozen intra-class encoder's forward (a forward hook on ``knowledge_space.intra_encoder``);
+* ``llm``: projectors, splicing and the LLM backbone, forward and backward;
+* ``loss``: the LM head and the cross-entropy, forward and backward;
+* ``optimiser``: ``step`` + ``zero_grad``.
+
+The LLM / loss split runs the backward in two calls: the loss's backward into a detached copy of the
+backbone's hidden states, then the backbone's backward from that gradient (the same gradients as one
+``backward()``). Times are wall-clock seconds (CPU only: no device synchronisation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+PHASES = ("data", "towers", "intra", "llm", "loss", "optimiser")
+
+
+class VQAStepProfiler:
+    """Phase times of one step at a time (see the module docstring).
+
+    Usage::
+
+        prof = VQAStepProfiler(model)
+        prof.start()
+        with prof.phase("data"):
+            ...
+        with prof.frozen():
+            frozen = model.frozen_features(images, questions, qids=qids)
+        loss = prof.loss_and_backward(model, frozen, batch)
+        with prof.phase("optimiser"):
+            opt.step(); opt.zero_grad()
+        times = prof.stop()
+    """
+
+    def __init__(self, model) -> None:
+        self.times: dict[str, float] = {}
+        self._started = 0.0
+        self._mark = 0.0
+        encoder = getattr(model.knowledge_space, "intra_encoder", None)
+        self._handles = []
+        if encoder is not None:
+            self._handles.append(encoder.register_forward_pre_hook(self._intra_start))
+            self._handles.append(encoder.register_forward_hook(self._intra_end))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _intra_start(self, module, args) -> None:
+        self._mark = time.perf_counter()
+
+    def _intra_end(self, module, args, output) -> None:
+        self._add("intra", time.perf_counter() - self._mark)
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.times[name] = self.times.get(name, 0.0) + seconds
+
+    def start(self) -> None:
+        self.times = dict.fromkeys(PHASES, 0.0)
+        self._started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block under ``name`` (one of :data:`PHASES`)."""
+        if name not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(name, time.perf_counter() - start)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Time a block of frozen computations: the intra-class encoder's share from its hook, the rest
+        as ``towers``."""
+        before = self.times["intra"]
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add("towers", time.perf_counter() - start - (self.times["intra"] - before))
+
+    def loss_and_backward(self, model, frozen, batch: dict, *, answer_only: bool | None = None) -> float:
+        """Forward and backward of the LLM (``llm``) and of the LM head with the loss (``loss``); returns
+        the loss value."""
+        with self.phase("llm"):
+            hidden, labels = model.hidden_states(frozen, batch)
+        detached = hidden.detach().requires_grad_()
+        with self.phase("loss"):
+            loss = model.answer_loss(detached, labels, answer_only=answer_only)
+            loss.backward()
+        with self.phase("llm"):
+            hidden.backward(detached.grad)
+        return float(loss.detach())
+
+    def stop(self) -> dict[str, float]:
+        """Phase times of the step and its ``total`` wall time since :meth:`start`."""
+        out = dict(self.times)
+        out["total"] = time.perf_counter() - self._started
+        return out
