@@ -72,7 +72,7 @@ def build(folder: Path, *, sampling: str):
 
 def answer_rate(model, records, table, batch: int) -> tuple[float, list[str]]:
     """Answers per second over ``records`` at batch ``batch``; also returns the answers."""
-    from bamco_fast.train.vqa_data import iter_batches
+    from bamco_fast.train.vqa.data import iter_batches
 
     answers: list[str] = []
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def answer_rate(model, records, table, batch: int) -> tuple[float, list[str]]:
 
 def training_step_profile(model, records, table, batch: int = 16, steps: int = 3) -> tuple[float, str]:
     """Mean seconds of forward + backward + AdamW at ``batch``, and a profiler table of one step."""
-    from bamco_fast.train.vqa_data import iter_batches
+    from bamco_fast.train.vqa.data import iter_batches
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

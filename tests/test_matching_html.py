@@ -44,7 +44,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def run(data) -> Path:
     """A short pretraining run (it writes matching.html at its end)."""
-    from bamco_fast.train import pretrain
+    from bamco_fast.train.cli import main as train_main
 
     out = data["root"] / "run"
     sets = [
@@ -61,7 +61,7 @@ def run(data) -> Path:
         "loop.tensorboard=false",
         "optim.warmup_steps=1",
     ]
-    assert pretrain.main(["--out", str(out), *(a for s in sets for a in ("--set", s))]) == 0
+    assert train_main(["pretrain", "--out", str(out), *(a for s in sets for a in ("--set", s))]) == 0
     return out
 
 
@@ -118,11 +118,11 @@ def test_true_strings_are_marked_and_ranked_as_the_matching_table_counts(data):
 
 
 def test_eval_only_writes_the_page_again_and_it_renders_in_chromium(run, tmp_path):
-    from bamco_fast.train import pretrain
+    from bamco_fast.train.cli import main as train_main
 
     page = run / "matching.html"
     page.unlink()
-    assert pretrain.main(["--eval-only", str(run)]) == 0
+    assert train_main(["pretrain", "--eval-only", str(run)]) == 0
     assert page.is_file()
     dom, console = render(page.as_uri(), tmp_path, screenshot=tmp_path / "matching.png")
     check_screenshot(tmp_path / "matching.png")

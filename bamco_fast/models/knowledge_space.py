@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class KnowledgeSpaceConfig:
         logit_adjust_tau: strength of the logit adjustment (1.0).
     """
 
-    tower: str = BIOMEDCLIP
+    tower: str = field(default=BIOMEDCLIP, metadata={"path": "local-dir"})
     embed_dim: int = 512
     num_images: int = 36
     intra_image_size: int = 84

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .lora import LORA_MODES
+from .retrieval import SAMPLING_MODES
 
 __all__ = ["KNOWLEDGE_INPUTS", "GeneratedAnswer", "VQAModelConfig"]
 
@@ -17,7 +18,13 @@ class VQAModelConfig:
 
     Attributes:
         llm: a local folder or a hub name loadable by ``AutoModelForCausalLM.from_pretrained``.
-        knowledge_space: folder of the saved knowledge space (recorded in saved runs; ``""`` = none).
+        knowledge_space: the saved knowledge space, or the pretraining run folder holding it (recorded in
+            saved runs; ``""`` = none).
+        plain_towers: Table 3's "no knowledge space": the towers alone stand in for the knowledge space
+            (:class:`~bamco_fast.models.plain_towers.PlainTowers`); there is no intra-class branch.
+        towers: open_clip name of the plain towers (``""``: the knowledge space's, else BiomedCLIP).
+        intra_sampling: how the intra-class bank draws a stack: ``"question"`` (seeded per question id)
+            or ``"class"`` (one stack per class).
         lora: ``"lora"`` (adapters), ``"none"`` (train the whole LLM) or ``"frozen"`` (projectors only).
         lora_r, lora_alpha, lora_dropout: LoRA rank, alpha (scale alpha/r) and dropout.
         use_image, use_knowledge, use_intra_class: branch switches (ablations).
@@ -34,8 +41,11 @@ class VQAModelConfig:
             (:mod:`bamco_fast.models.answer_logits`); ``False`` = logits at every position (published).
     """
 
-    llm: str
-    knowledge_space: str = ""
+    llm: str = field(metadata={"path": True})
+    knowledge_space: str = field(default="", metadata={"path": True})
+    plain_towers: bool = False
+    towers: str = field(default="", metadata={"path": "local-dir"})
+    intra_sampling: str = "question"
     lora: str = "lora"
     lora_r: int = 64
     lora_alpha: int = 16
@@ -63,9 +73,23 @@ class VQAModelConfig:
             raise ValueError(
                 f"knowledge_input: expected one of {KNOWLEDGE_INPUTS}, got {self.knowledge_input!r}"
             )
-        for name in ("knowledge_tokens", "pool", "max_length", "max_new_tokens"):
+        for name in ("knowledge_tokens", "pool", "max_new_tokens", "lora_r"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length: expected at least 8 tokens, got {self.max_length}")
+        if not self.use_knowledge and self.knowledge_input != "question":
+            raise ValueError(
+                f"knowledge_input: expected 'question' when use_knowledge is false (the entities feed the "
+                f"knowledge branch), got {self.knowledge_input!r}"
+            )
+        if self.intra_sampling not in SAMPLING_MODES:
+            raise ValueError(f"intra_sampling: expected one of {SAMPLING_MODES}, got {self.intra_sampling!r}")
+        if not 0 <= self.lora_dropout < 1 or not 0 <= self.projector_dropout < 1:
+            raise ValueError(
+                f"lora_dropout, projector_dropout: expected numbers in [0, 1), got {self.lora_dropout}, "
+                f"{self.projector_dropout}"
+            )
         if self.num_intra_images < 0:
             raise ValueError(f"num_intra_images: expected >= 0, got {self.num_intra_images}")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from toy_task import ToyTask
 
-from bamco_fast.train.config import LoopConfig, OptimConfig, config_to_dict
-from bamco_fast.train.loop import train
-from bamco_fast.train.runtime import init_runtime, shutdown_runtime
+from bamco_fast.train.core.config import LoopConfig, OptimConfig, config_to_dict
+from bamco_fast.train.core.loop import train
+from bamco_fast.train.core.runtime import init_runtime, shutdown_runtime
 
 
 def main(out: Path) -> None:

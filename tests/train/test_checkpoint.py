@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from bamco_fast.train.checkpoint import (
+from bamco_fast.train.core.checkpoint import (
     CheckpointError,
     CheckpointManager,
     atomic_write_bytes,
@@ -17,7 +17,7 @@ from bamco_fast.train.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from bamco_fast.train.config import fingerprint
+from bamco_fast.train.core.config import fingerprint
 
 
 def _state(step: int, config: dict | None = None) -> dict:

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bamco_fast.train.config import (
+from bamco_fast.train.core.config import (
     ConfigError,
     LoopConfig,
     OptimConfig,

@@ -15,19 +15,19 @@ pytestmark = pytest.mark.cuda
 
 @pytest.fixture(scope="module")
 def pretrain_run(tmp_path_factory):
-    from bamco_fast.train.pretrain import main
+    from bamco_fast.train.cli import main
 
     out = tmp_path_factory.mktemp("cuda") / "pretrain"
     sets = ["loop.device=cuda", "loop.precision=bf16", "loop.max_steps=12", "loop.progress=false"]
     sets += ["loop.tensorboard=false", "loop.num_threads=0"]
-    code = main(["--out", str(out), *(a for s in sets for a in ("--set", s))])
+    code = main(["pretrain", "--out", str(out), *(a for s in sets for a in ("--set", s))])
     assert code == 0
     return out
 
 
 def test_pretraining_runs_bf16_with_the_triton_loss(pretrain_run, capsys):
     from bamco_fast.models.knowledge_space import KnowledgeSpace
-    from bamco_fast.train.pretrain import main
+    from bamco_fast.train.cli import main
 
     rows = [json.loads(line) for line in (pretrain_run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if r["split"] == "train"]
@@ -37,19 +37,19 @@ def test_pretraining_runs_bf16_with_the_triton_loss(pretrain_run, capsys):
     assert emb.device.type == "cuda" and torch.isfinite(emb).all()
     out = pretrain_run.parent / "again"
     sets = ["loop.device=cuda", "loop.precision=bf16", "loop.max_steps=2", "loop.progress=false"]
-    assert main(["--out", str(out), *(a for s in sets for a in ("--set", s))]) == 0
+    assert main(["pretrain", "--out", str(out), *(a for s in sets for a in ("--set", s))]) == 0
     printed = capsys.readouterr().out
     assert "contrastive loss backend: triton (cuda, bfloat16)" in printed
 
 
 def test_vqa_trains_bf16_and_answers_on_cuda(pretrain_run, tmp_path, capsys):
     from bamco_fast.predict import main as predict_main
-    from bamco_fast.train.vqa import main
+    from bamco_fast.train.cli import main
 
     run = tmp_path / "vqa"
     sets = [f"out={run}", "loop.device=cuda", "loop.precision=bf16", "loop.epochs=2", "loop.progress=false"]
     sets += ["loop.tensorboard=false", "loop.num_threads=0"]
-    args = ["--knowledge-space", str(pretrain_run), *(a for s in sets for a in ("--set", s))]
+    args = ["vqa", "--knowledge-space", str(pretrain_run), *(a for s in sets for a in ("--set", s))]
     assert main(args) == 0
     info = json.loads((run / "run.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from toy_task import ToyTask
 
-from bamco_fast.train.config import LoopConfig, OptimConfig, config_to_dict
-from bamco_fast.train.loop import train
-from bamco_fast.train.runtime import Runtime
+from bamco_fast.train.core.config import LoopConfig, OptimConfig, config_to_dict
+from bamco_fast.train.core.loop import train
+from bamco_fast.train.core.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent
 ATOL = 1e-6  # float32: DDP averages the two half-batch gradients, a different summation order

@@ -11,11 +11,11 @@ import pytest
 import torch
 from toy_task import ToyTask
 
-from bamco_fast.train.checkpoint import load_checkpoint
-from bamco_fast.train.config import LoopConfig, OptimConfig, config_to_dict
-from bamco_fast.train.loop import build_optimizer, lr_factor, train
-from bamco_fast.train.metrics_log import read_metrics
-from bamco_fast.train.runtime import Runtime
+from bamco_fast.train.core.checkpoint import load_checkpoint
+from bamco_fast.train.core.config import LoopConfig, OptimConfig, config_to_dict
+from bamco_fast.train.core.loop import build_optimizer, lr_factor, train
+from bamco_fast.train.core.metrics_log import read_metrics
+from bamco_fast.train.core.runtime import Runtime
 
 CPU = Runtime(device=torch.device("cpu"))
 EPOCHS, BATCH = 3, 12  # 4 steps per epoch, 12 steps
@@ -73,6 +73,7 @@ def test_full_run_writes_metrics_plot_and_selects_best_on_validation(tmp_path):
     val_rows = [r for r in rows if r["split"] == "val"]
     assert [r["step"] for r in train_rows] == list(range(1, 13))
     assert all(r["samples_per_s"] > 0 and "mse_loss" in r and "lr" in r for r in train_rows)
+    assert all(r["mem_peak_mib"] >= r["mem_now_mib"] > 0 for r in train_rows)  # the window's peak memory
     assert [r["step"] for r in val_rows] == [4, 8, 12]
     best = min(val_rows, key=lambda r: r["val_mse"])
     assert result.best_step == best["step"] and result.best_value == pytest.approx(best["val_mse"])
@@ -97,8 +98,10 @@ def test_stop_and_resume_is_bit_identical(tmp_path, stop_at):
 
 
 def _untimed(run_dir: Path) -> list[dict]:
+    """The metrics without the measured ones (speed and memory differ between any two runs)."""
     return [
-        {k: v for k, v in r.items() if k != "samples_per_s"} for r in read_metrics(run_dir / "metrics.jsonl")
+        {k: v for k, v in r.items() if k != "samples_per_s" and not k.startswith("mem_")}
+        for r in read_metrics(run_dir / "metrics.jsonl")
     ]
 
 

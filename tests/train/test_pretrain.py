@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from bamco_fast.demo_data import demo_paths
-from bamco_fast.train import pretrain
-from bamco_fast.train.checkpoint import load_checkpoint
+from bamco_fast.train.cli import main as train_main
+from bamco_fast.train.core.checkpoint import load_checkpoint
+from bamco_fast.train.pretrain.task import alignment_loss
 
 RECORDS_TRAIN, RECORDS_VAL = 16, 24
 
@@ -40,6 +41,10 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return {"train": root / "train.json", "val": root / "val.json", "images": paths.images, "towers": towers}
 
 
+def pretrain_main(args: list[str]) -> int:
+    return train_main(["pretrain", *args])
+
+
 def _args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
     sets = [
         f"data.train_knowledge={data['train']}",
@@ -60,7 +65,7 @@ def _args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
 
 def test_cli_trains_selects_saves_and_prints_the_matching_table(data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert pretrain.main(_args(data, run, "--alignment")) == 0
+    assert pretrain_main(_args(data, run, "--alignment")) == 0
     printed = capsys.readouterr().out
     assert "untrained" in printed and "alignment" in printed and "BaMCo" in printed
     from bamco_fast.ops.bamco_loss import select_backend
@@ -93,20 +98,19 @@ def test_cli_trains_selects_saves_and_prints_the_matching_table(data, tmp_path, 
     assert set(results) == {"untrained", "alignment", "BaMCo"}
     assert "intra->entity/top1" in results["BaMCo"] and "intra->entity/top1" not in results["untrained"]
 
-    assert pretrain.main(["--eval-only", str(run), "--set", "eval.protocol=in-batch"]) == 0
+    assert pretrain_main(["--eval-only", str(run), "--set", "eval.protocol=in-batch"]) == 0
     assert "protocol 'in-batch'" in capsys.readouterr().out
 
 
 def test_stop_resume_matches_uninterrupted_run(data, tmp_path):
-    assert pretrain.main(_args(data, tmp_path / "ref", "--set", "loop.epochs=1")) == 0
+    assert pretrain_main(_args(data, tmp_path / "ref", "--set", "loop.epochs=1")) == 0
     assert (
-        pretrain.main(_args(data, tmp_path / "run", "--set", "loop.epochs=1", "--set", "loop.stop_at_step=2"))
+        pretrain_main(_args(data, tmp_path / "run", "--set", "loop.epochs=1", "--set", "loop.stop_at_step=2"))
         == 0
     )
     assert not (tmp_path / "run" / "knowledge_space").exists()
     assert load_checkpoint(tmp_path / "run")["step"] == 2
-    args = _args(data, tmp_path / "run", "--set", "loop.epochs=1", "--resume", str(tmp_path / "run"))
-    assert pretrain.main(args) == 0
+    assert pretrain_main(["--resume", str(tmp_path / "run")]) == 0  # the saved configuration, nothing else
     ref = load_checkpoint(tmp_path / "ref")["model"]
     resumed = load_checkpoint(tmp_path / "run")["model"]
     assert ref.keys() == resumed.keys()
@@ -115,21 +119,20 @@ def test_stop_resume_matches_uninterrupted_run(data, tmp_path):
 
 
 def test_bad_input_gives_clear_errors(data, tmp_path, capsys):
-    assert pretrain.main(_args(data, tmp_path / "a", "--set", "loop.epoch=1")) == 2
+    assert pretrain_main(_args(data, tmp_path / "a", "--set", "loop.epoch=1")) == 2
     assert "unknown config key 'loop.epoch'" in capsys.readouterr().err
-    assert pretrain.main(_args(data, tmp_path / "b", "--set", "data.augment_reference=true")) == 2
+    assert pretrain_main(_args(data, tmp_path / "b", "--set", "data.augment_reference=true")) == 2
     assert "augment_reference=false" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     records = json.loads(data["train"].read_text())
     bad.write_text(json.dumps([{**r, "image": f"missing_{i}.jpg"} for i, r in enumerate(records[:7])]))
-    assert pretrain.main(_args(data, tmp_path / "c", "--set", f"data.train_knowledge={bad}")) == 2
+    assert pretrain_main(_args(data, tmp_path / "c", "--set", f"data.train_knowledge={bad}")) == 2
     err = capsys.readouterr().err
     assert "names images that do not exist" in err and "7: 'missing_0.jpg'" in err
-    assert pretrain.main(_args(data, tmp_path / "d", "--set", "loop.stop_at_step=1")) == 0
-    resume = _args(data, tmp_path / "d", "--set", "optim.lr=0.5", "--resume", str(tmp_path / "d"))
-    assert pretrain.main(resume) == 2
-    assert "another configuration" in capsys.readouterr().err
-    assert pretrain.main(_args(data, tmp_path / "d")) == 2  # a fresh run never overwrites checkpoints
+    assert pretrain_main(_args(data, tmp_path / "d", "--set", "loop.stop_at_step=1")) == 0
+    assert pretrain_main(["--resume", str(tmp_path / "d"), "--set", "optim.lr=0.5"]) == 2
+    assert "--set optim.lr would change the run's numerics" in capsys.readouterr().err
+    assert pretrain_main(_args(data, tmp_path / "d")) == 2  # a fresh run never overwrites checkpoints
     assert "already holds a run" in capsys.readouterr().err
 
 
@@ -139,4 +142,4 @@ def test_alignment_loss_is_symmetric_infonce():
     logits = a @ b.T / 0.1
     target = torch.arange(5)
     expected = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    torch.testing.assert_close(pretrain.alignment_loss([a, b], 0.1, gather=False), expected)
+    torch.testing.assert_close(alignment_loss([a, b], 0.1, gather=False), expected)

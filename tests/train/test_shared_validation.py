@@ -5,6 +5,7 @@ was trained on records of its held-out questions. Real data from ``../shared/dat
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -14,9 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vqa_helpers import shared_data, trained_slake_run
 
-from bamco_fast.train.config import save_resolved
-from bamco_fast.train.pretrain_config import DataConfig, PretrainConfig
-from bamco_fast.train.pretrain_data import load_tables, vqa_validation_images
+from bamco_fast.train.pretrain.config import DataConfig, PretrainConfig
+from bamco_fast.train.pretrain.data import load_tables, vqa_validation_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +31,7 @@ def _slake_config(**data) -> PretrainConfig:
 
 
 def test_pretraining_validates_on_the_vqa_stage_validation_images():
-    from bamco_fast.train.vqa_splits import load_vqa_splits
+    from bamco_fast.data.vqa_splits import load_vqa_splits
 
     config = _slake_config(vqa_root=str(shared_data("slake")))
     held = vqa_validation_images(config)
@@ -75,22 +75,35 @@ def test_bad_vqa_root_is_a_clear_error():
         load_tables(_slake_config(vqa_root="/nowhere"))
 
 
+def _pretraining_run(folder: Path, config: PretrainConfig) -> Path:
+    """What a pretraining run leaves for the VQA stage: the list of images it held out."""
+    from bamco_fast.train.vqa.sources import VALIDATION_IMAGES
+
+    folder.mkdir(parents=True)
+    images = sorted(load_tables(config).val.images)
+    (folder / VALIDATION_IMAGES).write_text(json.dumps({"images": images}))
+    return folder
+
+
 def test_vqa_stage_counts_records_its_knowledge_space_was_trained_on(tmp_path):
     from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
-    from bamco_fast.train.vqa import _load_splits, _records_seen_in_pretraining
+    from bamco_fast.train.vqa.prepare import load_splits
+    from bamco_fast.train.vqa.sources import records_seen_in_pretraining
 
     _, config, ks_dir = trained_slake_run()
-    splits = _load_splits(config)
+    splits = load_splits(config)
     held = [(str(r.image_path), r.question) for r in [*splits.validate, *splits.evaluate]]
     space = KnowledgeSpace.load(ks_dir)
     bank = build_intra_bank(
         space, config.data.knowledge, config.data.knowledge_images, exclude_questions=held
     )
     assert bank.left_out_records > 0
-    save_resolved(_slake_config(), tmp_path / "own-carve")  # the pretraining carved other images
-    seen = _records_seen_in_pretraining(bank, tmp_path / "own-carve")
+    own = _pretraining_run(tmp_path / "own-carve", _slake_config())  # the pretraining carved other images
+    seen = records_seen_in_pretraining(bank, own)
     assert 0 < seen <= bank.left_out_records
-    save_resolved(_slake_config(vqa_root=str(shared_data("slake"))), tmp_path / "shared")
-    assert _records_seen_in_pretraining(bank, tmp_path / "shared") == 0
-    assert _records_seen_in_pretraining(bank, tmp_path / "nowhere") is None  # cannot tell
+    shared = _pretraining_run(tmp_path / "shared", _slake_config(vqa_root=str(shared_data("slake"))))
+    assert (
+        records_seen_in_pretraining(bank, shared / "knowledge_space") == 0
+    )  # the run of its knowledge space
+    assert records_seen_in_pretraining(bank, tmp_path / "nowhere") is None  # cannot tell

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vqa_helpers import shared_data, slake_item, write_slake_copy
 
-from bamco_fast.train.vqa_splits import LeakageError, check_leakage, drop_leaked, load_vqa_splits
+from bamco_fast.data.vqa_splits import LeakageError, check_leakage, drop_leaked, load_vqa_splits
 
 
 def _images(records) -> set[str]:

@@ -15,14 +15,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vqa_helpers import (
+    run_config,
     shared_data,
     slake_knowledge_space,
     tiny_knowledge_space,
     tiny_run_config,
     trained_slake_run,
+    vqa_main,
 )
-
-from bamco_fast.train.vqa import run_config
 
 PROTOCOLS = ("closed_exact", "open_exact", "open_recall", "open_containment_bamco", "overall_exact")
 
@@ -73,10 +73,10 @@ def test_slake_training_lowers_validation_loss_and_reports_every_protocol(slake_
 
 
 def test_saved_model_reproduces_predictions_exactly(slake_run):
-    run, config = slake_run
+    run, _config = slake_run
     before = (run / "predictions_validate.jsonl").read_text()
     (run / "predictions_validate.jsonl").unlink()
-    assert run_config(config, eval_only=True) == 0  # rebuilt from model/ and the knowledge-space folder
+    assert vqa_main(["--eval-only", str(run)]) == 0  # rebuilt from model/ and the knowledge-space folder
     assert (run / "predictions_validate.jsonl").read_text() == before
 
 
@@ -92,7 +92,7 @@ def test_vqa_rad_test_report(tmp_path):
     config = tiny_run_config(
         tmp_path / "run",
         "vqa-rad-tiny",
-        f"knowledge_space={ks}",
+        f"model.knowledge_space={ks}",
         f"data.root={shared_data('vqa_rad', 'hf_flaviagiammarino_order')}",
         f"data.knowledge={kg}",
         f"data.knowledge_images={images}",
@@ -107,9 +107,9 @@ def test_vqa_rad_test_report(tmp_path):
     assert report["split"] == "test" and report["dataset"] == "vqa-rad"
     from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
-    from bamco_fast.train.vqa import _load_splits
+    from bamco_fast.train.vqa.prepare import load_splits
 
-    splits = _load_splits(config)
+    splits = load_splits(config)
     tests = [(str(r.image_path), r.question) for r in splits.evaluate]
     bank = build_intra_bank(KnowledgeSpace.load(ks), kg, images, image_map=image_map, exclude_questions=tests)
     assert bank.left_out_records == 0  # test images are asked about in train too; their training records stay
@@ -144,9 +144,7 @@ def test_pathvqa_runs_the_plain_towers_configuration(tmp_path, capsys):
 
 
 def test_leaking_splits_refuse_to_start_naming_the_pair(tmp_path, capsys):
-    from bamco_fast.train.vqa import main
-
-    code = main(
+    code = vqa_main(
         [
             "--preset",
             "vqa-rad-tiny",
@@ -168,11 +166,14 @@ def test_missing_knowledge_space_is_a_clear_error(tmp_path):
     config = tiny_run_config(
         tmp_path / "run",
         "slake-tiny",
-        f"knowledge_space={tmp_path / 'nowhere'}",
+        f"model.knowledge_space={tmp_path / 'nowhere'}",
         f"data.root={shared_data('slake')}",
     )
-    with pytest.raises(ValueError, match="knowledge space: expected the folder of a pretraining run"):
+    with pytest.raises(
+        ValueError, match="model.knowledge_space: expected a pretraining run folder, got .*nowhere"
+    ):
         run_config(config)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
@@ -185,7 +186,7 @@ def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
     config = tiny_run_config(
         tmp_path / "run",
         "slake-tiny",
-        f"knowledge_space={ks}",
+        f"model.knowledge_space={ks}",
         f"data.root={shared_data('slake')}",
         f"data.knowledge={kg}",
         f"data.knowledge_images={images}",
@@ -206,7 +207,7 @@ def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
     assert saved == list(classes)
     before = (run / "predictions_validate.jsonl").read_text()
     (run / "predictions_validate.jsonl").unlink()
-    assert run_config(config, eval_only=True) == 0
+    assert vqa_main(["--eval-only", str(run)]) == 0
     assert (run / "predictions_validate.jsonl").read_text() == before
     image = shared_data("slake", "imgs", "xmlab1", "source.jpg")
     question = "Does the liver look healthy?"
@@ -219,13 +220,11 @@ def test_entities_knowledge_input_trains_reloads_and_predicts(tmp_path, capsys):
 
 
 def test_entities_with_plain_towers_need_a_knowledge_file(tmp_path, capsys):
-    from bamco_fast.train.vqa import main
-
     towers = tmp_path / "towers"
     from bamco_fast.models.tiny import build_tiny_towers
 
     build_tiny_towers(towers, ["what is present"], image_size=64)
-    code = main(
+    code = vqa_main(
         [
             "--preset",
             "pathvqa-tiny",
@@ -247,12 +246,12 @@ def test_intra_bank_is_built_from_training_questions_only(slake_run):
     from bamco_fast.models.intra_bank import build_intra_bank
     from bamco_fast.models.knowledge_space import KnowledgeSpace
     from bamco_fast.models.retrieval import decode_images
-    from bamco_fast.train.vqa import _load_splits
+    from bamco_fast.train.vqa.prepare import load_splits
 
     run, config = slake_run
     _, _, ks_dir = trained_slake_run()
     info = json.loads((run / "run.json").read_text())
-    splits = _load_splits(config)
+    splits = load_splits(config)
     held = sorted(
         {(str(Path(r.image_path).resolve()), r.question) for r in [*splits.validate, *splits.evaluate]}
     )

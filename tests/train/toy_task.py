@@ -8,12 +8,13 @@ import signal
 import torch
 from torch import nn
 
-from bamco_fast.train.runtime import Runtime
+from bamco_fast.train.core.runtime import Runtime
+from bamco_fast.train.core.task import Task
 
 N_TRAIN, N_VAL, DIM = 48, 16, 6
 
 
-class ToyTask:
+class ToyTask(Task):
     """Linear regression with a small MLP; batches = a seeded permutation per epoch, this rank's slice."""
 
     selection_metric = "val_mse"

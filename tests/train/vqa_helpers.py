@@ -81,8 +81,8 @@ def tiny_knowledge_space(folder: Path, towers_dir: Path, class_names, *, texts=(
 
 def tiny_run_config(out: Path, preset_name: str, *sets: str):
     """A CPU-sized VQA config: the ``*-tiny`` preset, no progress bars, few bootstrap resamples."""
-    from bamco_fast.train.config import apply_overrides, parse_set
-    from bamco_fast.train.vqa_config import preset
+    from bamco_fast.train.core.config import apply_overrides, parse_set
+    from bamco_fast.train.vqa.config import PRESETS
 
     base = [
         f"out={out}",
@@ -91,7 +91,7 @@ def tiny_run_config(out: Path, preset_name: str, *sets: str):
         "eval.n_boot=20",
         "loop.batch_size=16",
     ]
-    return apply_overrides(preset(preset_name), parse_set([*base, *sets]))
+    return apply_overrides(PRESETS[preset_name](), parse_set([*base, *sets]))
 
 
 def slake_knowledge_space(base: Path) -> tuple[Path, Path, Path]:
@@ -120,7 +120,8 @@ def trained_slake_run() -> tuple[Path, object, Path]:
 
         import torch
 
-        from bamco_fast.train.vqa import run_config
+        from bamco_fast.train.core.entry import run_new
+        from bamco_fast.train.vqa import STAGE
 
         base = Path(tempfile.mkdtemp(prefix="bamco_vqa_slake_"))
         atexit.register(shutil.rmtree, base, True)
@@ -131,7 +132,7 @@ def trained_slake_run() -> tuple[Path, object, Path]:
             config = tiny_run_config(
                 base / "run",
                 "slake-tiny",
-                f"knowledge_space={ks}",
+                f"model.knowledge_space={ks}",
                 f"data.root={shared_data('slake')}",
                 f"data.knowledge={kg}",
                 f"data.knowledge_images={images}",
@@ -140,8 +141,23 @@ def trained_slake_run() -> tuple[Path, object, Path]:
                 "data.max_evaluate=48",
                 "loop.epochs=2",
             )
-            assert run_config(config) == 0
+            assert run_new(STAGE, config) == 0
         finally:
             torch.set_num_threads(threads)
         _RUNS["slake"] = (base / "run", config, ks)
     return _RUNS["slake"]
+
+
+def run_config(config) -> int:
+    """Train a VQA config as a new run (as the command line would, without parsing flags)."""
+    from bamco_fast.train.core.entry import run_new
+    from bamco_fast.train.vqa import STAGE
+
+    return run_new(STAGE, config)
+
+
+def vqa_main(args: list[str]) -> int:
+    """``python -m bamco_fast.train vqa ARGS`` in this process."""
+    from bamco_fast.train.cli import main
+
+    return main(["vqa", *args])

@@ -2,7 +2,7 @@
 
 :func:`predict_records` answers records in batches with the model's greedy, KV-cached generation and
 returns :class:`bamco_fast.metrics.Prediction` rows carrying ``qid, question, answer, prediction,
-answer_type`` and, in ``extra``, ``retrieved_entity, image_name, dataset, split`` (and
+answer_type`` and, in ``extra``, ``retrieved_entity, image_name, image, dataset, split`` (and
 ``question_entities``, the knowledge text, for ``knowledge_input="entities"``).
 :func:`write_evaluation` writes ``predictions_<split>.jsonl`` and ``report_<split>.json`` (the
 :func:`bamco_fast.metrics.score` report, plus the no-model baselines of
@@ -20,7 +20,7 @@ import torch
 from bamco_fast.data import VQARecord
 from bamco_fast.data.images import ImageTable
 
-from .vqa_data import iter_batches
+from .data import iter_batches
 
 __all__ = ["predict_records", "write_evaluation"]
 

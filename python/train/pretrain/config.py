@@ -8,13 +8,12 @@ overridden with ``--set data.train_knowledge=... data.image_root=...``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bamco_fast.models.knowledge_space import KnowledgeSpaceConfig
 
-from .config import ConfigError, LoopConfig, OptimConfig
+from ..core.config import LoopConfig, OptimConfig, check_value
 
 __all__ = [
     "PRESETS",
@@ -23,7 +22,6 @@ __all__ = [
     "ObjectiveConfig",
     "PretrainConfig",
     "TinyTowersConfig",
-    "preset",
 ]
 
 PUBLISHED_TEXT_PROBABILITIES = (0.33, 0.67 * 0.34, 0.67 * 0.66)  # entity, definition, relation
@@ -47,12 +45,16 @@ class DataConfig:
     """
 
     dataset: str = "slake"
-    train_knowledge: str = ""
-    val_knowledge: str = ""
-    image_root: str = ""
-    image_map: str = ""  # optional JSON {id: file name} for knowledge files that use generated image ids
+    train_knowledge: str = field(default="", metadata={"path": True})
+    val_knowledge: str = field(default="", metadata={"path": True})
+    image_root: str = field(default="", metadata={"path": True})
+    image_map: str = field(
+        default="", metadata={"path": True}
+    )  # optional JSON {id: file name} for knowledge files that use generated image ids
     val_fraction: float = 0.1
-    vqa_root: str = ""  # VQA dataset folder whose validation images are held out (see above); "" = off
+    vqa_root: str = field(
+        default="", metadata={"path": True}
+    )  # VQA dataset folder whose validation images are held out (see above); "" = off
     split_seed: int = 0  # seed of the VQA stage's carve (its data.split_seed), with vqa_root
     missing_definition: str = "name"  # def_head null -> entity name ("name") or drop the record ("drop")
     intra_from_pool_p: float = 0.8
@@ -61,22 +63,25 @@ class DataConfig:
     augment_intra: bool = True
     cache_image_features: bool = False  # needs augment_reference=false (a change from the paper)
     cache_resolution: int = 0  # side of the decoded uint8 cache; 0 = max(256, image size)
-    cache_file: str = ""  # optional path of an on-disk image cache (reused when its sources are unchanged)
+    cache_file: str = field(
+        default="", metadata={"path": True}
+    )  # optional path of an on-disk image cache (reused when its sources are unchanged)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(
-                f"config key 'data.val_fraction': expected a number in [0, 1), got {self.val_fraction!r}"
-            )
-        if self.missing_definition not in ("name", "drop"):
-            raise ConfigError(
-                f"config key 'data.missing_definition': expected 'name' or 'drop', got {self.missing_definition!r}"
-            )
-        if self.cache_image_features and self.augment_reference:
-            raise ConfigError(
-                "config key 'data.cache_image_features': the frozen image features can only be cached when the "
-                "reference image is not augmented; set data.augment_reference=false as well"
-            )
+        check_value(0 <= self.val_fraction < 1, "data.val_fraction", "a number in [0, 1)", self.val_fraction)
+        check_value(
+            self.missing_definition in ("name", "drop"),
+            "data.missing_definition",
+            "'name' or 'drop'",
+            self.missing_definition,
+        )
+        check_value(
+            not (self.cache_image_features and self.augment_reference),
+            "data.cache_image_features",
+            "false while data.augment_reference is true (the frozen image features can only be cached for an "
+            "unaugmented reference image; set data.augment_reference=false as well)",
+            self.cache_image_features,
+        )
 
 
 @dataclass
@@ -91,10 +96,9 @@ class ObjectiveConfig:
     backend: str | None = None  # contrastive-loss backend: None (automatic), triton, cpp, reference
 
     def __post_init__(self) -> None:
-        if self.loss not in ("bamco", "alignment"):
-            raise ConfigError(
-                f"config key 'objective.loss': expected 'bamco' or 'alignment', got {self.loss!r}"
-            )
+        check_value(
+            self.loss in ("bamco", "alignment"), "objective.loss", "'bamco' or 'alignment'", self.loss
+        )
 
 
 @dataclass
@@ -109,12 +113,11 @@ class EvalConfig:
     selection_metric: str = "mean"  # key of the matching scores used to choose best.pt
 
     def __post_init__(self) -> None:
-        if self.protocol not in ("full", "in-batch"):
-            raise ConfigError(
-                f"config key 'eval.protocol': expected 'full' or 'in-batch', got {self.protocol!r}"
-            )
-        if self.intra not in ("repeat", "pool"):
-            raise ConfigError(f"config key 'eval.intra': expected 'repeat' or 'pool', got {self.intra!r}")
+        check_value(
+            self.protocol in ("full", "in-batch"), "eval.protocol", "'full' or 'in-batch'", self.protocol
+        )
+        check_value(self.intra in ("repeat", "pool"), "eval.intra", "'repeat' or 'pool'", self.intra)
+        check_value(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
 
 
 @dataclass
@@ -146,7 +149,8 @@ class PretrainConfig:
     tiny: TinyTowersConfig = field(default_factory=TinyTowersConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    out: str = "runs/pretrain"
+    out: str = field(default="runs/pretrain", metadata={"path": True})
+    alignment: bool = False  # also train the plain-CLIP "alignment" baseline for the matching table
 
 
 def _paper(dataset: str, **data) -> PretrainConfig:
@@ -239,15 +243,3 @@ PRESETS: dict[str, Callable[[], PretrainConfig]] = {
     "pathvqa": pathvqa,
     "demo": demo,
 }
-
-
-def preset(name: str) -> PretrainConfig:
-    """The preset ``name`` (one of :data:`PRESETS`)."""
-    if name not in PRESETS:
-        raise ConfigError(f"--preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    return PRESETS[name]()
-
-
-def replace(config: PretrainConfig, **sections) -> PretrainConfig:
-    """``dataclasses.replace`` for the top level."""
-    return dataclasses.replace(config, **sections)

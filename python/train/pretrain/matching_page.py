@@ -1,6 +1,6 @@
 """``matching.html`` of a pretraining run: the matching evaluation as a page (:mod:`bamco_fast.matching_html`).
 
-The columns use the embeddings the matching table uses (:func:`~bamco_fast.train.pretrain.evaluator`):
+The columns use the embeddings the matching table uses (:func:`~bamco_fast.train.pretrain.prepare.evaluator`):
 the image embedding is the L2-normalised frozen image-tower output of each validation image for every
 column; the strings are embedded by the text tower alone (column "untrained": no trained head) or by
 the text tower and a trained model's text head (the alignment baseline when the run has one, BaMCo).
@@ -27,7 +27,7 @@ def write_matching_page(
     """Write ``run_dir/matching.html`` for the validation records of ``prep`` (a pretraining ``Prepared``).
 
     Args:
-        prep: what :func:`~bamco_fast.train.pretrain.prepare` built (validation table, frozen features).
+        prep: what :func:`~bamco_fast.train.pretrain.prepare.prepare` built (validation table, frozen features).
         run_dir: the run folder.
         results: the run's matching table (model name -> scores), shown at the top.
         models: trained knowledge spaces by column name (``"alignment"``, ``"BaMCo"``); a column not given
@@ -36,7 +36,7 @@ def write_matching_page(
     from bamco_fast.matching_html import MatchingPageOptions, write_matching_html
     from bamco_fast.models.knowledge_space import KnowledgeSpace
 
-    from .pretrain_data import frozen_text_features
+    from .data import frozen_text_features
 
     run_dir = Path(run_dir)
     models = dict(models or {})

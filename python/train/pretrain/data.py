@@ -30,7 +30,7 @@ from bamco_fast.pretraining import (
     load_knowledge_table,
 )
 
-from .pretrain_config import PretrainConfig
+from .config import PretrainConfig
 
 __all__ = [
     "Tables",
@@ -62,11 +62,10 @@ def _resolve(path: str, what: str) -> Path:
 
 def vqa_validation_images(config: PretrainConfig) -> set[str]:
     """Image names (as the dataset's records name them) of the validation split the VQA stage selects on
-    for ``config.data.dataset`` at ``config.data.vqa_root``, with the VQA stage's default split settings."""
+    for ``config.data.dataset`` at ``config.data.vqa_root``, with the split defaults both stages share
+    (:data:`bamco_fast.data.vqa_splits.SPLIT_DEFAULTS`)."""
     from bamco_fast.data.loading import DATASETS
-
-    from .vqa_config import VQADataConfig
-    from .vqa_splits import load_vqa_splits
+    from bamco_fast.data.vqa_splits import SPLIT_DEFAULTS, load_vqa_splits
 
     data = config.data
     if data.dataset not in DATASETS:
@@ -75,15 +74,14 @@ def vqa_validation_images(config: PretrainConfig) -> set[str]:
             f"got {data.dataset!r}"
         )
     root = _resolve(data.vqa_root, "data.vqa_root")
-    defaults = VQADataConfig()
     splits = load_vqa_splits(
         data.dataset,
         root,
-        eval_split=defaults.eval_split,
-        layout=defaults.layout,
-        lang=defaults.lang,
-        val_fraction=data.val_fraction or defaults.val_fraction,
-        test_fraction=defaults.test_fraction,
+        eval_split=SPLIT_DEFAULTS["eval_split"],
+        layout=SPLIT_DEFAULTS["layout"],
+        lang=SPLIT_DEFAULTS["lang"],
+        val_fraction=data.val_fraction or SPLIT_DEFAULTS["val_fraction"],
+        test_fraction=SPLIT_DEFAULTS["test_fraction"],
         seed=data.split_seed,
     )
     return {r.image_name for r in splits.validate}

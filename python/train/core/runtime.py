@@ -6,14 +6,16 @@ Under ``torchrun`` (environment ``WORLD_SIZE > 1``) :func:`init_runtime` joins t
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "broadcast_object", "init_runtime", "shutdown_runtime"]
+__all__ = ["Runtime", "broadcast_object", "init_runtime", "runtime_of", "shutdown_runtime"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ def _pick_device(device: str, local_rank: int) -> torch.device:
 def init_runtime(device: str = "auto") -> Runtime:
     """Single process, or join the ``torchrun`` process group described by the environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = _pick_device(device, local_rank)
     if dev.type == "cuda":
@@ -95,3 +96,15 @@ def broadcast_object(value: Any, runtime: Runtime) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextlib.contextmanager
+def runtime_of(device: str = "auto", num_threads: int = 0) -> Iterator[Runtime]:
+    """:func:`init_runtime` for a run (``num_threads`` > 0 sets torch's CPU threads), shut down on exit."""
+    runtime = init_runtime(device)
+    if num_threads and runtime.device.type == "cpu":
+        torch.set_num_threads(num_threads)
+    try:
+        yield runtime
+    finally:
+        shutdown_runtime(runtime)

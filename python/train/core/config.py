@@ -5,17 +5,20 @@ both stages: :class:`OptimConfig` and :class:`LoopConfig`). Values come, in orde
 function returning a config), a ``--config FILE.yaml|json`` file, then ``--set a.b=value`` overrides.
 Every key is checked against the dataclass fields: an unknown key is an error that lists the valid keys
 of that level. Values are coerced to the declared field type (``"1e-3"`` -> ``0.001`` for a ``float``,
-``"true"`` -> ``True`` for a ``bool``, ``"0.9,0.98"`` -> ``(0.9, 0.98)`` for a tuple, ``"none"`` ->
-``None`` for an optional field). The resolved config is written into the run folder
-(:func:`save_resolved`), and :func:`fingerprint` hashes the fields that change the numerics, so a
-resume from a checkpoint of another configuration can be refused.
+which must be finite; ``"true"`` -> ``True`` for a ``bool``, ``"0.9,0.98"`` -> ``(0.9, 0.98)`` for a tuple,
+``"none"`` -> ``None`` for an optional field), and each dataclass checks its values (:func:`check_value`).
+The resolved config is written into the run folder with portable paths (:func:`save_resolved`,
+:mod:`.paths`), and :func:`fingerprint` hashes the fields that change the numerics, so a resume from a
+checkpoint of another configuration can be refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -27,6 +30,7 @@ __all__ = [
     "LoopConfig",
     "OptimConfig",
     "apply_overrides",
+    "check_value",
     "config_from_dict",
     "config_to_dict",
     "diff_configs",
@@ -35,6 +39,7 @@ __all__ = [
     "load_config_file",
     "resolve_config",
     "save_resolved",
+    "saved_dict",
 ]
 
 T = TypeVar("T")
@@ -62,12 +67,14 @@ class OptimConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "optim.lr", "a number > 0", self.lr)
-        _check(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", self.warmup_steps)
-        _check(0 <= self.min_lr <= self.lr, "optim.min_lr", f"a number in [0, lr={self.lr}]", self.min_lr)
-        _check(self.grad_clip >= 0, "optim.grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
-        _check(
+        check_value(math.isfinite(self.lr) and self.lr > 0, "optim.lr", "a finite number > 0", self.lr)
+        check_value(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        check_value(self.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0", self.warmup_steps)
+        check_value(
+            0 <= self.min_lr <= self.lr, "optim.min_lr", f"a number in [0, lr={self.lr}]", self.min_lr
+        )
+        check_value(self.grad_clip >= 0, "optim.grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
+        check_value(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             "optim.betas",
             "two numbers in [0, 1)",
@@ -100,23 +107,27 @@ class LoopConfig:
     num_threads: int = 0  # torch.set_num_threads on CPU; 0 leaves torch's default
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "loop.epochs", "an integer >= 1", self.epochs)
-        _check(self.max_steps >= 0, "loop.max_steps", "an integer >= 0 (0 = epochs decide)", self.max_steps)
-        _check(self.batch_size >= 1, "loop.batch_size", "an integer >= 1", self.batch_size)
-        _check(
+        check_value(self.epochs >= 1, "loop.epochs", "an integer >= 1", self.epochs)
+        check_value(
+            self.max_steps >= 0, "loop.max_steps", "an integer >= 0 (0 = epochs decide)", self.max_steps
+        )
+        check_value(self.batch_size >= 1, "loop.batch_size", "an integer >= 1", self.batch_size)
+        check_value(
             self.eval_every_epochs >= 1, "loop.eval_every_epochs", "an integer >= 1", self.eval_every_epochs
         )
-        _check(
+        check_value(
             self.checkpoint_every_steps >= 0,
             "loop.checkpoint_every_steps",
             ">= 0",
             self.checkpoint_every_steps,
         )
-        _check(self.keep_last >= 1, "loop.keep_last", "an integer >= 1", self.keep_last)
-        _check(self.log_every_steps >= 1, "loop.log_every_steps", "an integer >= 1", self.log_every_steps)
-        _check(self.precision in ("bf16", "fp32"), "loop.precision", "'bf16' or 'fp32'", self.precision)
-        _check(self.stop_at_step >= 0, "loop.stop_at_step", "an integer >= 0", self.stop_at_step)
-        _check(self.num_threads >= 0, "loop.num_threads", "an integer >= 0", self.num_threads)
+        check_value(self.keep_last >= 1, "loop.keep_last", "an integer >= 1", self.keep_last)
+        check_value(
+            self.log_every_steps >= 1, "loop.log_every_steps", "an integer >= 1", self.log_every_steps
+        )
+        check_value(self.precision in ("bf16", "fp32"), "loop.precision", "'bf16' or 'fp32'", self.precision)
+        check_value(self.stop_at_step >= 0, "loop.stop_at_step", "an integer >= 0", self.stop_at_step)
+        check_value(self.num_threads >= 0, "loop.num_threads", "an integer >= 0", self.num_threads)
 
 
 # Fields that do not change what is computed: they may differ between a run and its resume.
@@ -136,7 +147,8 @@ RESUME_FREE_KEYS: frozenset[str] = frozenset(
 )
 
 
-def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+def check_value(ok: bool, key: str, expected: str, got: Any) -> None:
+    """Raise :class:`ConfigError` ``config key 'KEY': expected EXPECTED, got GOT`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"config key {key!r}: expected {expected}, got {got!r}")
 
@@ -189,7 +201,9 @@ def _merge(cls: type[T], base: T | None, data: dict[str, Any], prefix: str) -> T
             values[name] = current
     try:
         return cls(**values)
-    except TypeError as exc:  # a required field without a value
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a required field without a value; a library config's own check
         raise ConfigError(f"config section {prefix or '<root>'!r}: {exc}") from None
 
 
@@ -260,14 +274,15 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"config key {key!r}: expected a finite number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -325,7 +340,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config: file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config {path}: expected UTF-8 text, got a byte {exc.object[exc.start]:#x} at {exc.start}"
+        ) from None
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
@@ -379,11 +399,21 @@ def resolve_config(base: T, config_file: str | Path | None = None, sets: Sequenc
     return config
 
 
+def saved_dict(config: Any, run_dir: Path) -> dict[str, Any]:
+    """The config as the run folder keeps it: a nested dict with portable paths (:func:`.paths.portable`).
+
+    Checkpoints store it, and its :func:`fingerprint` guards resumes, so a moved run folder still resumes.
+    """
+    from .paths import portable
+
+    return portable(config_to_dict(config), type(config), Path(run_dir))
+
+
 def save_resolved(config: Any, folder: Path) -> Path:
     """Write ``config.json`` (and ``config.yaml`` when PyYAML is installed) into ``folder``; return the JSON."""
-    from .checkpoint import atomic_write_bytes
+    from bamco_fast.data.jsonio import atomic_write_bytes
 
-    data = config_to_dict(config)
+    data = saved_dict(config, folder)
     path = Path(folder) / "config.json"
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
     try:

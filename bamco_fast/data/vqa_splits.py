@@ -1,5 +1,9 @@
 """The three splits of a VQA run, made honestly, and the leakage check that guards them.
 
+Both training stages read the splits from here, with the same defaults (:data:`SPLIT_DEFAULTS`): the
+VQA stage trains, selects and evaluates on them, and the pretraining stage holds out the images the VQA
+stage selects on.
+
 A run trains on ``train``, selects its checkpoint on ``validate`` only, and evaluates once on the
 evaluation split. How each split is made, per dataset copy:
 
@@ -23,20 +27,34 @@ question) pair, so a leaking run never starts.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bamco_fast.data import (
-    VQARecord,
-    carve_validation,
-    has_native_validation,
-    load_split,
-    normalize_question,
-    overlap_report,
-)
-from bamco_fast.data.errors import MissingSplitError
+from .errors import DataWarning, MissingSplitError
+from .loading import has_native_validation, load_split
+from .record import VQARecord, normalize_question
+from .splits import carve_validation, overlap_report
 
-__all__ = ["LeakageError", "VQASplits", "check_leakage", "load_vqa_splits", "split_has_file"]
+__all__ = [
+    "SPLIT_DEFAULTS",
+    "LeakageError",
+    "VQASplits",
+    "check_leakage",
+    "drop_leaked",
+    "load_vqa_splits",
+    "split_has_file",
+]
+
+#: The split settings of a VQA run unless its config says otherwise (both stages use them).
+SPLIT_DEFAULTS: dict[str, object] = {
+    "eval_split": "auto",
+    "layout": "auto",
+    "lang": "en",
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "seed": 0,
+}
 
 
 class LeakageError(ValueError):
@@ -104,8 +122,20 @@ def load_vqa_splits(
     """Read the train / selection / evaluation records of ``dataset`` (see the module docstring).
 
     ``eval_split``: ``"test"``, ``"validate"`` or ``"auto"`` (test when the copy has it or can carve it,
-    else validate).
+    else validate). Entries the readers leave out with a :class:`~bamco_fast.data.errors.DataWarning`
+    (empty answers) are listed in the splits' ``notes``.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        splits = _load_vqa_splits(dataset, root, eval_split, layout, lang, val_fraction, test_fraction, seed)
+    splits.notes.extend(f"warning: {w.message}" for w in caught if issubclass(w.category, DataWarning))
+    for w in caught:
+        if not issubclass(w.category, DataWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return splits
+
+
+def _load_vqa_splits(dataset, root, eval_split, layout, lang, val_fraction, test_fraction, seed) -> VQASplits:
     root = Path(root)
     if eval_split not in ("auto", "test", "validate"):
         raise ValueError(f"eval_split must be 'auto', 'test' or 'validate', got {eval_split!r}")

@@ -1,0 +1,1 @@
+"""What both training stages share: config, entry, loop, checkpoints, runtime, metrics and plots."""
