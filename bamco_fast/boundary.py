@@ -3,7 +3,7 @@
 A command's ``main(argv) -> int`` runs its work through :func:`run_command`. A known error — bad input
 (``ValueError`` and its subclasses: config, data, run-folder, model-location errors), a missing or
 unreadable file, a full disk or a read-only folder (``OSError``), a checkpoint that cannot be used —
-prints one line ``<prog>: error: <what was expected, what was found>`` and exits with status 2. Ctrl-C
+prints one line ``error: <what was expected, what was found>`` and exits with status 2. Ctrl-C
 exits with 130. Anything else is a bug: its traceback is printed and the status is 1. With
 ``BAMCO_FAST_DEBUG=1`` the traceback of a known error is printed too.
 """
@@ -56,7 +56,10 @@ def error_line(exc: BaseException) -> str:
 
 
 def run_command(prog: str, work: Callable[[], int]) -> int:
-    """Run ``work()`` inside the error boundary (see the module docstring); returns the exit status."""
+    """Run ``work()`` inside the error boundary (see the module docstring); returns the exit status.
+
+    ``prog`` names the command in the messages of an interrupt or of running out of memory.
+    """
     debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
     try:
         return int(work() or 0)
@@ -67,12 +70,14 @@ def run_command(prog: str, work: Callable[[], int]) -> int:
         if isinstance(exc, SystemExit):
             raise
         if isinstance(exc, MemoryError):
-            print(f"{prog}: error: out of memory ({error_line(exc)}); lower the batch size", file=sys.stderr)
+            print(
+                f"error: out of memory in {prog} ({error_line(exc)}); lower the batch size", file=sys.stderr
+            )
             return 1
         if not _known(exc):
             traceback.print_exc()
             return 1
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

@@ -336,15 +336,7 @@ class IntraClassEncoder(nn.Module):
                     tuple(self.get_parameter(f"{target}.{kind}").shape),
                 )
 
-        for key in source:
-            if key in used:
-                continue
-            if key.endswith(".conv.bias") or (
-                key.startswith("dmsf_") and key.endswith(".prelu.weight") and key.count(".") == 3
-            ):
-                report.ignored_keys.append(prefix + key)
-            else:
-                report.unexpected_keys.append(prefix + key)
+        self._report_unused(source, used, prefix, report)
         report.unexpected_keys.sort()
         report.ignored_keys.sort()
         report.missing_keys = sorted(k for k, _ in self.named_parameters() if k not in ours)
@@ -363,6 +355,22 @@ class IntraClassEncoder(nn.Module):
                     )
                 param.copy_(tensor.reshape(param.shape))
         return report
+
+    @staticmethod
+    def _report_unused(
+        source: dict[str, torch.Tensor], used: set[str], prefix: str, report: OfficialLoadReport
+    ) -> None:
+        """Add the published keys not mapped to ``report``: convolution biases (they cancel in the next
+        normalisation) and the unused block ``prelu`` as ignored, anything else as unexpected."""
+        for key in source:
+            if key in used:
+                continue
+            if key.endswith(".conv.bias") or (
+                key.startswith("dmsf_") and key.endswith(".prelu.weight") and key.count(".") == 3
+            ):
+                report.ignored_keys.append(prefix + key)
+            else:
+                report.unexpected_keys.append(prefix + key)
 
     @staticmethod
     def _map_block(block: DilatedDepthwiseBlock, base: str, target: str, take, ours: dict) -> None:

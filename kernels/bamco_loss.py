@@ -35,6 +35,7 @@ fp32. For fp32 inputs ``tl.dot`` runs with ``input_precision="ieee"`` (full fp32
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import triton
@@ -70,6 +71,211 @@ OP = "bamco_fast::bamco_loss_triton"
 _LOG2E = 1.0 / math.log(2.0)
 
 
+class _Groups(NamedTuple):
+    """How the V views of a call form groups (see the module docstring).
+
+    Attributes:
+        pairs: mode ``VIEW_PAIRS`` (one group per unordered view pair) rather than one group of all views.
+        views_per_group: k (2 for pairs, else V).
+        num_groups: V (V - 1) / 2 for pairs, else 1.
+        num_part_rows: rows of the per-row buffers (partials, lse): one per (view, sample), V B, or per
+            (view, other view, sample), V V B, for pairs.
+    """
+
+    pairs: bool
+    views_per_group: int
+    num_groups: int
+    num_part_rows: int
+
+
+def _groups(mode: int, batch: int, num_views: int) -> _Groups:
+    """The :class:`_Groups` of ``mode`` for B = ``batch`` samples of V = ``num_views`` views."""
+    pairs = mode == VIEW_PAIRS
+    return _Groups(
+        pairs=pairs,
+        views_per_group=2 if pairs else num_views,
+        num_groups=num_views * (num_views - 1) // 2 if pairs else 1,
+        num_part_rows=num_views * num_views * batch if pairs else num_views * batch,
+    )
+
+
+def _check_inputs(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor, mode: int) -> None:
+    """Raise ``ValueError`` for inputs that are not (B, V, D), (B,), (C, D) or an unknown ``mode``."""
+    if features.dim() != 3 or prototypes.dim() != 2 or labels.dim() != 1:
+        raise ValueError(
+            f"{OP}: expected features (B, V, D), labels (B,), prototypes (C, D); got "
+            f"{tuple(features.shape)}, {tuple(labels.shape)}, {tuple(prototypes.shape)}"
+        )
+    if mode not in (ALL_VIEWS, VIEW_PAIRS):
+        raise ValueError(
+            f"{OP}: mode must be {ALL_VIEWS} (all views) or {VIEW_PAIRS} (view pairs), got {mode}"
+        )
+
+
+def _launch_counts(
+    plan: LaunchPlan, labels: torch.Tensor, counts: torch.Tensor, batch: int, num_classes: int
+) -> None:
+    """Per-class batch counts ``n_c`` (C,) fp32 into ``counts`` with the count kernel (64 classes a program)."""
+    block_c = 64
+    launch(
+        kernels._count_kernel,
+        (triton.cdiv(num_classes, block_c),),
+        labels,
+        counts,
+        batch,
+        num_classes,
+        BLOCK_C=block_c,
+        BLOCK_L=plan.block_labels,
+        num_warps=plan.count_warps,
+    )
+
+
+def _launch_forward(
+    plan: LaunchPlan,
+    groups: _Groups,
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+    partials: torch.Tensor,
+    scale2: float,
+) -> None:
+    """Forward kernel: the per-row partial softmax statistics of every key split, (3, splits, rows) fp32
+    into ``partials``; the grid is (anchor blocks, groups, key splits)."""
+    batch, num_views, dim = features.shape
+    grid = (triton.cdiv(groups.views_per_group * batch, plan.block_m), groups.num_groups, plan.num_splits)
+    launch(
+        kernels._fwd_kernel,
+        grid,
+        features,
+        prototypes,
+        labels,
+        counts,
+        partials,
+        batch,
+        prototypes.shape[0],
+        dim,
+        num_views,
+        groups.views_per_group,
+        plan.num_splits,
+        groups.num_part_rows,
+        plan.keys_per_split,
+        features.stride(0),
+        features.stride(1),
+        prototypes.stride(0),
+        scale2,
+        PAIRS=groups.pairs,
+        INLINE_COUNTS=plan.inline_counts,
+        BLOCK_M=plan.block_m,
+        BLOCK_N=plan.block_n,
+        BLOCK_D=plan.block_d,
+        BLOCK_L=plan.block_labels,
+        PRECISION=plan.precision,
+        num_warps=plan.num_warps,
+        num_stages=plan.num_stages,
+    )
+
+
+def _launch_finish(
+    plan: LaunchPlan,
+    groups: _Groups,
+    partials: torch.Tensor,
+    lse: torch.Tensor,
+    loss: torch.Tensor,
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+    sizes: tuple[int, int, int],
+    inv_t: float,
+    coef: float,
+    write_counts: bool,
+) -> None:
+    """Finish kernel (one program): merge the split statistics into the per-row log-sum-exp ``lse`` and
+    reduce the loss into ``loss`` (0-dim); with ``write_counts`` it also stores the inline class counts.
+    ``sizes`` is (B, C, V)."""
+    batch, num_classes, num_views = sizes
+    launch(
+        kernels._finish_kernel,
+        (1,),
+        partials,
+        lse,
+        loss,
+        labels,
+        counts,
+        batch,
+        num_classes,
+        num_views,
+        groups.views_per_group,
+        groups.num_groups,
+        plan.num_splits,
+        groups.num_part_rows,
+        inv_t,
+        coef,
+        PAIRS=groups.pairs,
+        INLINE_COUNTS=plan.inline_counts,
+        WRITE_COUNTS=write_counts,
+        BLOCK_ROWS=plan.block_finish_rows,
+        BLOCK_L=plan.block_finish_labels,
+        num_warps=plan.finish_warps,
+    )
+
+
+def _launch_grad(
+    plan: LaunchPlan,
+    groups: _Groups,
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+    lse: torch.Tensor,
+    scale2: float,
+    grad_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient kernel: d loss / d features (B, V, D) and d loss / d prototypes (C, D) in the features
+    dtype; the grid is (row blocks of every view, then prototype blocks) x (D slices of ``BLOCK_DO``)."""
+    batch, num_views, dim = features.shape
+    num_classes = prototypes.shape[0]
+    grad_features = torch.empty_like(features)
+    grad_prototypes = torch.empty_like(prototypes)
+    row_programs = num_views * triton.cdiv(batch, plan.block_m_grad)
+    grid = (row_programs + triton.cdiv(num_classes, plan.block_m_grad), triton.cdiv(dim, plan.block_do))
+    launch(
+        kernels._grad_kernel,
+        grid,
+        features,
+        prototypes,
+        labels,
+        counts,
+        lse,
+        grad_features,
+        grad_prototypes,
+        batch,
+        num_classes,
+        dim,
+        num_views,
+        groups.views_per_group,
+        groups.num_groups,
+        num_views - 1 if groups.pairs else 1,  # groups each view belongs to
+        row_programs,
+        features.stride(0),
+        features.stride(1),
+        prototypes.stride(0),
+        grad_features.stride(0),
+        grad_features.stride(1),
+        grad_prototypes.stride(0),
+        scale2,
+        grad_scale,
+        PAIRS=groups.pairs,
+        BLOCK_M=plan.block_m_grad,
+        BLOCK_N=plan.block_n_grad,
+        BLOCK_D=plan.block_d,
+        BLOCK_DO=plan.block_do,
+        PRECISION=plan.precision,
+        num_warps=plan.num_warps_grad,
+        num_stages=plan.num_stages,
+    )
+    return grad_features, grad_prototypes
+
+
 def _bamco_loss_triton(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -93,146 +299,36 @@ def _bamco_loss_triton(
         (loss, grad_features, grad_prototypes): loss is 0-dim in the features dtype; the gradients are
         (B, V, D) and (C, D) in the features dtype, or empty (0,) tensors when not ``compute_grad``.
     """
-    if features.dim() != 3 or prototypes.dim() != 2 or labels.dim() != 1:
-        raise ValueError(
-            f"{OP}: expected features (B, V, D), labels (B,), prototypes (C, D); got "
-            f"{tuple(features.shape)}, {tuple(labels.shape)}, {tuple(prototypes.shape)}"
-        )
-    if mode not in (ALL_VIEWS, VIEW_PAIRS):
-        raise ValueError(
-            f"{OP}: mode must be {ALL_VIEWS} (all views) or {VIEW_PAIRS} (view pairs), got {mode}"
-        )
+    _check_inputs(features, labels, prototypes, mode)
     features = features.contiguous()
     prototypes = prototypes.contiguous()
     labels = labels.contiguous()
     batch, num_views, dim = features.shape
     num_classes = prototypes.shape[0]
-    pairs = mode == VIEW_PAIRS
-    views_per_group = 2 if pairs else num_views
-    num_groups = num_views * (num_views - 1) // 2 if pairs else 1
-    # Rows of the per-row buffers (partials, lse): one per (view, sample), or per (view, other view, sample).
-    num_part_rows = num_views * num_views * batch if pairs else num_views * batch
+    groups = _groups(mode, batch, num_views)
+    k, num_groups = groups.views_per_group, groups.num_groups
     device = features.device
-    plan = plan_launches(device, features.dtype, batch, views_per_group, num_groups, num_classes, dim)
+    plan = plan_launches(device, features.dtype, batch, k, num_groups, num_classes, dim)
     f32 = torch.float32
 
-    partials = torch.empty((3, plan.num_splits, num_part_rows), dtype=f32, device=device)
-    lse = torch.empty((num_part_rows,), dtype=f32, device=device)
+    partials = torch.empty((3, plan.num_splits, groups.num_part_rows), dtype=f32, device=device)
+    lse = torch.empty((groups.num_part_rows,), dtype=f32, device=device)
     counts = torch.empty((num_classes,), dtype=f32, device=device)
     loss = torch.empty((), dtype=features.dtype, device=device)
 
     if not plan.inline_counts:
-        block_c = 64
-        launch(
-            kernels._count_kernel,
-            (triton.cdiv(num_classes, block_c),),
-            labels,
-            counts,
-            batch,
-            num_classes,
-            BLOCK_C=block_c,
-            BLOCK_L=plan.block_labels,
-            num_warps=plan.count_warps,
-        )
+        _launch_counts(plan, labels, counts, batch, num_classes)
     scale2 = _LOG2E / float(temperature)
-    grid = (triton.cdiv(views_per_group * batch, plan.block_m), num_groups, plan.num_splits)
-    launch(
-        kernels._fwd_kernel,
-        grid,
-        features,
-        prototypes,
-        labels,
-        counts,
-        partials,
-        batch,
-        num_classes,
-        dim,
-        num_views,
-        views_per_group,
-        plan.num_splits,
-        num_part_rows,
-        plan.keys_per_split,
-        features.stride(0),
-        features.stride(1),
-        prototypes.stride(0),
-        scale2,
-        PAIRS=pairs,
-        INLINE_COUNTS=plan.inline_counts,
-        BLOCK_M=plan.block_m,
-        BLOCK_N=plan.block_n,
-        BLOCK_D=plan.block_d,
-        BLOCK_L=plan.block_labels,
-        PRECISION=plan.precision,
-        num_warps=plan.num_warps,
-        num_stages=plan.num_stages,
-    )
+    _launch_forward(plan, groups, features, prototypes, labels, counts, partials, scale2)
     inv_t = 1.0 / float(temperature)
-    coef = 1.0 / (num_groups * views_per_group * batch)
-    launch(
-        kernels._finish_kernel,
-        (1,),
-        partials,
-        lse,
-        loss,
-        labels,
-        counts,
-        batch,
-        num_classes,
-        num_views,
-        views_per_group,
-        num_groups,
-        plan.num_splits,
-        num_part_rows,
-        inv_t,
-        coef,
-        PAIRS=pairs,
-        INLINE_COUNTS=plan.inline_counts,
-        WRITE_COUNTS=plan.inline_counts and compute_grad,
-        BLOCK_ROWS=plan.block_finish_rows,
-        BLOCK_L=plan.block_finish_labels,
-        num_warps=plan.finish_warps,
-    )
+    coef = 1.0 / (num_groups * k * batch)
+    sizes = (batch, num_classes, num_views)
+    write_counts = plan.inline_counts and compute_grad
+    _launch_finish(plan, groups, partials, lse, loss, labels, counts, sizes, inv_t, coef, write_counts)
     if not compute_grad:
         return loss, features.new_empty((0,)), prototypes.new_empty((0,))
-
-    grad_features = torch.empty_like(features)
-    grad_prototypes = torch.empty_like(prototypes)
-    row_programs = num_views * triton.cdiv(batch, plan.block_m_grad)
-    grid = (row_programs + triton.cdiv(num_classes, plan.block_m_grad), triton.cdiv(dim, plan.block_do))
-    launch(
-        kernels._grad_kernel,
-        grid,
-        features,
-        prototypes,
-        labels,
-        counts,
-        lse,
-        grad_features,
-        grad_prototypes,
-        batch,
-        num_classes,
-        dim,
-        num_views,
-        views_per_group,
-        num_groups,
-        num_views - 1 if pairs else 1,  # groups each view belongs to
-        row_programs,
-        features.stride(0),
-        features.stride(1),
-        prototypes.stride(0),
-        grad_features.stride(0),
-        grad_features.stride(1),
-        grad_prototypes.stride(0),
-        scale2,
-        coef * inv_t,
-        PAIRS=pairs,
-        BLOCK_M=plan.block_m_grad,
-        BLOCK_N=plan.block_n_grad,
-        BLOCK_D=plan.block_d,
-        BLOCK_DO=plan.block_do,
-        PRECISION=plan.precision,
-        num_warps=plan.num_warps_grad,
-        num_stages=plan.num_stages,
+    grad_features, grad_prototypes = _launch_grad(
+        plan, groups, features, prototypes, labels, counts, lse, scale2, coef * inv_t
     )
     return loss, grad_features, grad_prototypes
 

@@ -7,8 +7,9 @@ V = D*H*W voxels,
     a_k = prelu_{s_k}(gamma_k N(dwconv_{k+1}(x)) + beta_k),  h1 = prelu_{s_3}(N(W1 a)),
     h2 = prelu_{s_4}(N(W2 h1)),  y = prelu_{s_5}(N(h2 + x)).
 
-Kernels (grid = (rows, voxel blocks); every reduction is written as per-block partial sums that are added
-in a fixed order, so results are deterministic and there are no atomics):
+Kernels (:mod:`.dilated_depthwise_block_kernels`, grid = (rows, voxel blocks); every reduction is written
+as per-block partial sums that are added in a fixed order, so results are deterministic and there are no
+atomics):
 
 * ``_dw_fwd_kernel``: the three dilated depthwise convolutions of one (sample, channel) voxel block read
   the input neighbourhood once (the three dilations share the cached loads) and write the raw branch
@@ -34,213 +35,20 @@ from __future__ import annotations
 
 import torch
 import triton
-import triton.language as tl
 
 from ._triton_op import define_op, launch
+from .dilated_depthwise_block_kernels import (
+    _bwd_apply_kernel,
+    _bwd_partials_kernel,
+    _dw_bwd_kernel,
+    _dw_fwd_kernel,
+    _norm_act_kernel,
+    _residual_kernel,
+)
 
 OP = "bamco_fast::dilated_depthwise_block_triton"
 BLOCK = 512
 BACKWARD_CHUNK = 8
-
-
-@triton.jit
-def _dw_fwd_kernel(x_ptr, w_ptr, d_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr):
-    row = tl.program_id(0)  # n * C + i
-    blk = tl.program_id(1)
-    n = row // C
-    i = row % C
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    ow = offs % W
-    oh = (offs // W) % H
-    od = offs // (W * H)
-    x_base = x_ptr + row.to(tl.int64) * V
-    for k in tl.static_range(3):
-        dl = k + 1
-        acc = tl.zeros([BLOCK], dtype=tl.float32)
-        for tap in tl.static_range(27):
-            id_ = od + (tap // 9 - 1) * dl
-            ih = oh + ((tap // 3) % 3 - 1) * dl
-            iw = ow + (tap % 3 - 1) * dl
-            m = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            xv = tl.load(x_base + (id_ * H + ih) * W + iw, mask=m, other=0.0).to(tl.float32)
-            wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
-            acc += wt * xv
-        out_row = (n * 3 + k) * C + i
-        tl.store(d_ptr + out_row.to(tl.int64) * V + offs, acc, mask=valid)
-        acc = tl.where(valid, acc, 0.0)
-        p = part_ptr + (out_row * NBLK + blk) * 2
-        tl.store(p, tl.sum(acc, axis=0))
-        tl.store(p + 1, tl.sum(acc * acc, axis=0))
-
-
-@triton.jit
-def _norm_act_kernel(
-    z_ptr,
-    out_ptr,
-    mean_ptr,
-    rstd_ptr,
-    gamma_ptr,
-    beta_ptr,
-    slope_ptr,
-    R,
-    V,
-    ROWS_PER_SLOPE,
-    SLOPE_OFF,
-    HAS_AFFINE: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0)  # n * R + r
-    r = row % R
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    z = tl.load(z_ptr + row.to(tl.int64) * V + offs, mask=valid, other=0.0).to(tl.float32)
-    t = (z - tl.load(mean_ptr + row)) * tl.load(rstd_ptr + row)
-    if HAS_AFFINE:
-        t = t * tl.load(gamma_ptr + r).to(tl.float32) + tl.load(beta_ptr + r).to(tl.float32)
-    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
-    out = tl.where(t > 0, t, s * t)
-    tl.store(out_ptr + row.to(tl.int64) * V + offs, out.to(out_ptr.dtype.element_ty), mask=valid)
-
-
-@triton.jit
-def _residual_kernel(
-    z_ptr, x_ptr, r_ptr, mean_ptr, rstd_ptr, slope_ptr, part_ptr, V, NBLK, BLOCK: tl.constexpr
-):
-    row = tl.program_id(0)
-    blk = tl.program_id(1)
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    base = row.to(tl.int64) * V
-    z = tl.load(z_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
-    t = (z - tl.load(mean_ptr + row)) * tl.load(rstd_ptr + row)
-    s = tl.load(slope_ptr + 4).to(tl.float32)
-    x = tl.load(x_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
-    r = tl.where(valid, tl.where(t > 0, t, s * t) + x, 0.0)
-    tl.store(r_ptr + base + offs, r, mask=valid)
-    p = part_ptr + (row * NBLK + blk) * 2
-    tl.store(p, tl.sum(r, axis=0))
-    tl.store(p + 1, tl.sum(r * r, axis=0))
-
-
-@triton.jit
-def _bwd_partials_kernel(
-    t_ptr,
-    dh_ptr,
-    mean_ptr,
-    rstd_ptr,
-    gamma_ptr,
-    beta_ptr,
-    slope_ptr,
-    part_ptr,
-    R,
-    V,
-    NBLK,
-    ROWS_PER_SLOPE,
-    SLOPE_OFF,
-    HAS_AFFINE: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0)
-    blk = tl.program_id(1)
-    r = row % R
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    base = row.to(tl.int64) * V
-    t = (
-        tl.load(t_ptr + base + offs, mask=valid, other=0.0).to(tl.float32) - tl.load(mean_ptr + row)
-    ) * tl.load(rstd_ptr + row)
-    u = t
-    if HAS_AFFINE:
-        u = t * tl.load(gamma_ptr + r).to(tl.float32) + tl.load(beta_ptr + r).to(tl.float32)
-    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
-    dh = tl.load(dh_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
-    g = tl.where(u > 0, dh, s * dh)
-    p = part_ptr + (row * NBLK + blk) * 3
-    tl.store(p, tl.sum(g, axis=0))
-    tl.store(p + 1, tl.sum(g * t, axis=0))
-    tl.store(p + 2, tl.sum(tl.where(u > 0, 0.0, dh * u), axis=0))
-
-
-@triton.jit
-def _bwd_apply_kernel(
-    t_ptr,
-    dh_ptr,
-    out_ptr,
-    mean_ptr,
-    rstd_ptr,
-    gamma_ptr,
-    beta_ptr,
-    slope_ptr,
-    mg_ptr,
-    mgt_ptr,
-    R,
-    V,
-    ROWS_PER_SLOPE,
-    SLOPE_OFF,
-    HAS_AFFINE: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0)
-    r = row % R
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    base = row.to(tl.int64) * V
-    rstd = tl.load(rstd_ptr + row)
-    t = (tl.load(t_ptr + base + offs, mask=valid, other=0.0).to(tl.float32) - tl.load(mean_ptr + row)) * rstd
-    u = t
-    scale = rstd
-    if HAS_AFFINE:
-        gamma = tl.load(gamma_ptr + r).to(tl.float32)
-        u = t * gamma + tl.load(beta_ptr + r).to(tl.float32)
-        scale = rstd * gamma
-    s = tl.load(slope_ptr + SLOPE_OFF + r // ROWS_PER_SLOPE).to(tl.float32)
-    dh = tl.load(dh_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
-    g = tl.where(u > 0, dh, s * dh)
-    dt = scale * (g - tl.load(mg_ptr + row) - t * tl.load(mgt_ptr + row))
-    tl.store(out_ptr + base + offs, dt, mask=valid)
-
-
-@triton.jit
-def _dw_bwd_kernel(
-    x_ptr, w_ptr, dd_ptr, dres_ptr, dx_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr
-):
-    row = tl.program_id(0)  # n * C + i
-    blk = tl.program_id(1)
-    n = row // C
-    i = row % C
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    ow = offs % W
-    oh = (offs // W) % H
-    od = offs // (W * H)
-    base = row.to(tl.int64) * V
-    x_base = x_ptr + base
-    dx = tl.load(dres_ptr + base + offs, mask=valid, other=0.0)
-    for k in tl.static_range(3):
-        dl = k + 1
-        g_base = dd_ptr + ((n * 3 + k) * C + i).to(tl.int64) * V
-        g = tl.load(g_base + offs, mask=valid, other=0.0)
-        for tap in tl.static_range(27):
-            fd = (tap // 9 - 1) * dl
-            fh = ((tap // 3) % 3 - 1) * dl
-            fw = (tap % 3 - 1) * dl
-            wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
-            # dL/dx[v] += w[tap] * g[v - off]   (gather form of the transposed convolution)
-            jd = od - fd
-            jh = oh - fh
-            jw = ow - fw
-            mg = valid & (jd >= 0) & (jd < D) & (jh >= 0) & (jh < H) & (jw >= 0) & (jw < W)
-            gs = tl.load(g_base + (jd * H + jh) * W + jw, mask=mg, other=0.0)
-            dx += wt * gs
-            # dL/dw[tap] += sum_v x[v + off] * g[v]
-            id_ = od + fd
-            ih = oh + fh
-            iw = ow + fw
-            mx = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            xs = tl.load(x_base + (id_ * H + ih) * W + iw, mask=mx, other=0.0).to(tl.float32)
-            tl.store(part_ptr + (row * NBLK + blk) * 81 + k * 27 + tap, tl.sum(xs * g, axis=0))
-    tl.store(dx_ptr + base + offs, dx.to(dx_ptr.dtype.element_ty), mask=valid)
 
 
 def _grid(rows: int, V: int) -> tuple[int, int]:
@@ -260,6 +68,30 @@ def _var_mean(z: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.reshape(-1).contiguous(), (var + eps).rsqrt().reshape(-1).contiguous()
 
 
+def _norm_act(z, out, stats, gamma, beta, prelu, rows, R, V, rows_per_slope, slope_off, affine) -> None:
+    """out = prelu([gamma] N(z) [+ beta]) for ``rows`` rows of V voxels (R rows per sample), in the dtype
+    of ``out``; ``stats`` = (mean, rstd) fp32 per row, the slope of row r is ``prelu[slope_off + r //
+    rows_per_slope]``."""
+    mean, rstd = stats
+    launch(
+        _norm_act_kernel,
+        _grid(rows, V),
+        z,
+        out,
+        mean,
+        rstd,
+        gamma,
+        beta,
+        prelu,
+        R,
+        V,
+        rows_per_slope,
+        slope_off,
+        HAS_AFFINE=affine,
+        BLOCK=BLOCK,
+    )
+
+
 def _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep: bool):
     """Forward of a batch; returns y, and when ``keep`` the tensors the backward needs."""
     B, C, D, H, W = x.shape
@@ -272,43 +104,11 @@ def _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep: bool):
     launch(_dw_fwd_kernel, _grid(B * C, V), x, dw, d, part, C, D, H, W, V, nblk, BLOCK=BLOCK)
     mean_d, rstd_d = _moments(part, B * 3 * C, V, eps)
     a = torch.empty(B, 3 * C, V, device=dev, dtype=op_dtype)
-    launch(
-        _norm_act_kernel,
-        _grid(B * 3 * C, V),
-        d,
-        a,
-        mean_d,
-        rstd_d,
-        gamma,
-        beta,
-        prelu,
-        3 * C,
-        V,
-        C,
-        0,
-        HAS_AFFINE=True,
-        BLOCK=BLOCK,
-    )
+    _norm_act(d, a, (mean_d, rstd_d), gamma, beta, prelu, B * 3 * C, 3 * C, V, C, 0, True)
     z1 = torch.matmul(w1.to(op_dtype), a)
     mean1, rstd1 = _var_mean(z1, eps)
     h1 = torch.empty(B, E, V, device=dev, dtype=op_dtype)
-    launch(
-        _norm_act_kernel,
-        _grid(B * E, V),
-        z1,
-        h1,
-        mean1,
-        rstd1,
-        gamma,
-        beta,
-        prelu,
-        E,
-        V,
-        E,
-        3,
-        HAS_AFFINE=False,
-        BLOCK=BLOCK,
-    )
+    _norm_act(z1, h1, (mean1, rstd1), gamma, beta, prelu, B * E, E, V, E, 3, False)
     z2 = torch.matmul(w2.to(op_dtype), h1)
     mean2, rstd2 = _var_mean(z2, eps)
     r = torch.empty(B, C, V, device=dev, dtype=torch.float32)
@@ -316,23 +116,7 @@ def _forward(x, dw, gamma, beta, w1, w2, prelu, eps, keep: bool):
     launch(_residual_kernel, _grid(B * C, V), z2, x, r, mean2, rstd2, prelu, part_r, V, nblk, BLOCK=BLOCK)
     mean_r, rstd_r = _moments(part_r, B * C, V, eps)
     y = torch.empty_like(x)
-    launch(
-        _norm_act_kernel,
-        _grid(B * C, V),
-        r,
-        y,
-        mean_r,
-        rstd_r,
-        gamma,
-        beta,
-        prelu,
-        C,
-        V,
-        C,
-        5,
-        HAS_AFFINE=False,
-        BLOCK=BLOCK,
-    )
+    _norm_act(r, y, (mean_r, rstd_r), gamma, beta, prelu, B * C, C, V, C, 5, False)
     if not keep:
         return y, None
     saved = dict(

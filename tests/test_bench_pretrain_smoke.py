@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_pretrain_step import OursPipeline, format_table, summarise, text_feature_cache, trimmed_tokens
+from bench_pretrain_step import OursPipeline, format_table, summarise
+from frozen_caches import text_feature_cache, trimmed_tokens
 from published_pretrain import PublishedPipeline, published_model, published_objective
 from step_profile import PHASES
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import DataError, MissingSplitError, SkipLog
+from .errors import DataWarning, MissingSplitError, SkipLog
 from .jsonio import atomic_write_json, check_output_path
 from .loading import DATASETS, DEFAULT_SEED, DEFAULT_VAL_FRACTION, LANGUAGES, LAYOUTS, load_split
 from .splits import overlap_report
@@ -78,6 +79,9 @@ def _check_splits(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--lang for {args.dataset} must be one of {[*LANGUAGES[args.dataset], 'all']}, got {args.lang!r}"
         )
+    repeated = sorted({s for s in args.splits if args.splits.count(s) > 1})
+    if repeated:
+        raise ValueError(f"--splits: expected distinct splits, got {', '.join(repeated)} more than once")
     if args.json is not None:
         check_output_path(args.json, "--json")
     skip_log = SkipLog() if args.skip_missing else None
@@ -85,17 +89,21 @@ def _check_splits(args: argparse.Namespace) -> int:
     splits = {}
     for expr in args.splits:
         try:
-            splits[expr] = load_split(
-                args.dataset,
-                args.root,
-                expr,
-                layout=args.layout,
-                image_dir=args.image_dir,
-                lang=lang,
-                val_fraction=args.val_fraction,
-                seed=args.seed,
-                skip_log=skip_log,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DataWarning)
+                splits[expr] = load_split(
+                    args.dataset,
+                    args.root,
+                    expr,
+                    layout=args.layout,
+                    image_dir=args.image_dir,
+                    lang=lang,
+                    val_fraction=args.val_fraction,
+                    seed=args.seed,
+                    skip_log=skip_log,
+                )
+            for warning in caught:
+                print(f"note: {warning.message}")
         except MissingSplitError as exc:
             raise MissingSplitError(
                 f"{exc} (check only the splits you have with --splits, e.g. --splits train validate)"
@@ -124,12 +132,11 @@ def _check_splits(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bamco_fast.data ARGS``; bad input: one line and status 2 (:mod:`bamco_fast.boundary`)."""
+    from ..boundary import run_command
+
     args = _parser().parse_args(argv)
-    try:
-        return _check_splits(args)
-    except (DataError, ValueError, ImportError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("data", lambda: _check_splits(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,6 +79,82 @@ def _write_image(folder: Path, name: str, data: bytes) -> Path:
     return target
 
 
+def _split_files(root: Path, split: str) -> list[Path]:
+    """The parquet shards of ``split`` (``LayoutError`` when ``root`` holds no parquet export at all,
+    ``MissingFileError`` when it holds none for this split)."""
+    files = find_parquet_files(root, split)
+    if not files:
+        if not has_parquet_layout(root):
+            raise LayoutError(
+                "no Hugging Face parquet files found (expected data/<split>-*.parquet)", path=root
+            )
+        raise MissingFileError(
+            f"no parquet files for split {split!r} (expected data/{_SPLIT_NAMES[split][0]}-*.parquet)",
+            path=root,
+        )
+    return files
+
+
+def _open_shard(pq, path: Path):
+    """``pyarrow.parquet.ParquetFile`` of ``path``, checked to hold the image, question and answer columns."""
+    try:
+        handle = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several exception types for corrupt files
+        raise DataFormatError(f"not a readable parquet file ({exc})", path=path) from None
+    names = set(handle.schema_arrow.names)
+    missing = {"image", "question", "answer"} - names
+    if missing:
+        raise DataFormatError(
+            f"parquet columns {sorted(missing)} missing; expected image, question, answer; got {sorted(names)}",
+            path=path,
+        )
+    return handle
+
+
+def _row_record(
+    item: dict,
+    index: int,
+    *,
+    path: Path,
+    split: str,
+    folder: Path,
+    reader: EntryReader,
+    skip_log: SkipLog | None,
+) -> VQARecord | None:
+    """The record of row ``index`` (0-based over the split), its image written to ``folder``; ``None`` for
+    a row skipped (no image bytes, an image neither JPEG nor PNG, a bad entry) under ``skip_log``."""
+    image = item["image"]
+    data, declared = (image.get("bytes"), image.get("path")) if isinstance(image, dict) else (image, None)
+    if not data:
+        handle_problem(
+            MissingFileError(f"row {index}: no image bytes", path=path),
+            "missing image",
+            skip_log,
+        )
+        return None
+    suffix = _image_suffix(data, declared)
+    if suffix is None:
+        handle_problem(
+            DataFormatError(f"row {index}: image bytes are neither JPEG nor PNG", path=path),
+            "malformed entry",
+            skip_log,
+        )
+        return None
+    name = hashlib.sha1(data).hexdigest()[:16] + suffix
+    image_path = _write_image(folder, name, data)
+    texts = {k: None if item[k] is None else str(item[k]) for k in ("question", "answer")}
+    where = f"row {index}"
+    entry = reader.entry(where, {**texts, "image": name}, ("image", "question", "answer"))
+    return entry and reader.record(
+        where,
+        entry,
+        image_key="image",
+        qid=f"{split}-{index}",
+        extra={"source_file": path.name},
+        image_path=image_path.resolve(),
+    )
+
+
 def read_hf_parquet(
     root: Path,
     split: str,
@@ -95,67 +171,19 @@ def read_hf_parquet(
     root = Path(root)
     if split not in _SPLIT_NAMES:
         raise ValueError(f"split must be one of {sorted(_SPLIT_NAMES)}, got {split!r}")
-    files = find_parquet_files(root, split)
-    if not files:
-        if not has_parquet_layout(root):
-            raise LayoutError(
-                "no Hugging Face parquet files found (expected data/<split>-*.parquet)", path=root
-            )
-        raise MissingFileError(
-            f"no parquet files for split {split!r} (expected data/{_SPLIT_NAMES[split][0]}-*.parquet)",
-            path=root,
-        )
+    files = _split_files(root, split)
     folder = Path(extract_dir) if extract_dir is not None else root / "images"
     folder.mkdir(parents=True, exist_ok=True)
     records: list[VQARecord] = []
     row = 0
     for path in files:
-        try:
-            handle = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow raises several exception types for corrupt files
-            raise DataFormatError(f"not a readable parquet file ({exc})", path=path) from None
-        names = set(handle.schema_arrow.names)
-        missing = {"image", "question", "answer"} - names
-        if missing:
-            raise DataFormatError(
-                f"parquet columns {sorted(missing)} missing; expected image, question, answer; got {sorted(names)}",
-                path=path,
-            )
+        handle = _open_shard(pq, path)
         reader = EntryReader(dataset, split, path, None, skip_log)
         for batch in handle.iter_batches(batch_size=256, columns=["image", "question", "answer"]):
             for item in batch.to_pylist():
                 row += 1
-                image = item["image"]
-                data, declared = (
-                    (image.get("bytes"), image.get("path")) if isinstance(image, dict) else (image, None)
-                )
-                if not data:
-                    handle_problem(
-                        MissingFileError(f"row {row - 1}: no image bytes", path=path),
-                        "missing image",
-                        skip_log,
-                    )
-                    continue
-                suffix = _image_suffix(data, declared)
-                if suffix is None:
-                    handle_problem(
-                        DataFormatError(f"row {row - 1}: image bytes are neither JPEG nor PNG", path=path),
-                        "malformed entry",
-                        skip_log,
-                    )
-                    continue
-                name = hashlib.sha1(data).hexdigest()[:16] + suffix
-                image_path = _write_image(folder, name, data)
-                texts = {k: None if item[k] is None else str(item[k]) for k in ("question", "answer")}
-                where = f"row {row - 1}"
-                entry = reader.entry(where, {**texts, "image": name}, ("image", "question", "answer"))
-                record = entry and reader.record(
-                    where,
-                    entry,
-                    image_key="image",
-                    qid=f"{split}-{row - 1}",
-                    extra={"source_file": path.name},
-                    image_path=image_path.resolve(),
+                record = _row_record(
+                    item, row - 1, path=path, split=split, folder=folder, reader=reader, skip_log=skip_log
                 )
                 if record:
                     records.append(record)

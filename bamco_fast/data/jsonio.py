@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "check_output_path",
+    "is_read_only",
     "iter_jsonl",
     "make_staging_dir",
     "read_json",
@@ -202,11 +203,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def is_read_only(path: Path) -> bool:
+    """Whether the file ``path`` is read-only: no write permission bit, or not writable by this process
+    (the atomic writers replace files by renaming, which permissions alone would not stop)."""
+    return not (os.stat(path).st_mode & 0o222) or not os.access(path, os.W_OK)
+
+
 def check_output_path(path: Path, what: str) -> Path:
     """Check that the file ``path`` can be written (by the atomic writers), before the work that makes it.
 
-    Fails when ``path`` is a folder, when a component of its parent is a regular file, or when the
-    folder it would go into (or its nearest existing ancestor, folders being created on write) does
+    Fails when ``path`` is a folder or an existing read-only file, when a component of its parent is a
+    regular file, or when the folder it would go into (or its nearest existing ancestor, folders being created on write) does
     not accept a new file; a probe file is created and removed to find out. Missing parent folders
     are not created here.
 
@@ -227,6 +234,10 @@ def check_output_path(path: Path, what: str) -> Path:
 def _check_output_path(path: Path, what: str) -> Path:
     if path.is_dir():
         raise ValueError(f"{what} must be a file path, got {str(path)!r}, which is a folder")
+    if path.is_file() and is_read_only(path):
+        raise ValueError(
+            f"{what}: {str(path)!r} exists and is read-only; it would be replaced (make it writable or choose another path)"
+        )
     folder = path.parent
     while not folder.exists():
         if folder.is_symlink():

@@ -129,21 +129,8 @@ taking the image that gives the most classes a second image, then the most class
 """
 
 
-def build_demo(
-    shared: Path,
-    out: Path,
-    *,
-    images: int = DEFAULT_IMAGES,
-    size: int = DEFAULT_SIZE,
-    quality: int = DEFAULT_QUALITY,
-) -> dict:
-    """Build the demo folder ``out`` from the shared data folder ``shared``; returns the manifest."""
-    from bamco_fast.data.loading import DEFAULT_SEED, DEFAULT_VAL_FRACTION
-    from bamco_fast.data.splits import carve_validation
-    from bamco_fast.data.vqa_rad import read_vqa_rad
-    from bamco_fast.knowledge import load_image_map, read_knowledge_file
-
-    shared, out = Path(shared), Path(out)
+def _source_paths(shared: Path) -> dict[str, Path]:
+    """The files and folders of ``shared`` the demo is made from (``FileNotFoundError`` lists the missing)."""
     needed = {
         "kg_train": shared / _KG / "KG_VQARAD_Train.json",
         "kg_test": shared / _KG / "KG_VQARAD_Test.json",
@@ -156,6 +143,100 @@ def build_demo(
     missing = [str(p) for p in needed.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"--shared {shared}: missing {missing}")
+    return needed
+
+
+def _write_knowledge(
+    tmp: Path, kg_train: list, kg_test: list, chosen_set: set[str]
+) -> tuple[dict, set, list]:
+    """Write ``knowledge/{train,validate,test}.json`` under ``tmp``.
+
+    The validation images are those :func:`bamco_fast.data.splits.carve_validation` carves from the
+    already written ``tmp/vqa_rad/train.json`` (default fraction and seed). Returns the records per split,
+    the validation image names and the validation QA records.
+    """
+    from bamco_fast.data.loading import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+    from bamco_fast.data.splits import carve_validation
+    from bamco_fast.data.vqa_rad import read_vqa_rad
+
+    train_records = read_vqa_rad(tmp / "vqa_rad", "train", layout="hf-order")
+    _, val_records = carve_validation(train_records, fraction=DEFAULT_VAL_FRACTION, seed=DEFAULT_SEED)
+    val_images = {r.image_name for r in val_records}
+    kg = {
+        "train": [r for r in kg_train if r.image in chosen_set and r.image not in val_images],
+        "validate": [r for r in kg_train if r.image in val_images],
+        "test": [r for r in kg_test if r.image in chosen_set],
+    }
+    for split, records in kg.items():
+        _write_json(tmp / "knowledge" / f"{split}.json", [r.to_json() for r in records])
+    return kg, val_images, val_records
+
+
+def _manifest(
+    *,
+    size: int,
+    quality: int,
+    kg_train: list,
+    chosen: list[str],
+    kg: dict,
+    vqa: dict,
+    val_images: set,
+    val_records: list,
+) -> dict:
+    """The manifest's settings and counts (the ``sha256`` entry is added once every file is written)."""
+    train_pools: dict[str, set[str]] = defaultdict(set)
+    for r in kg["train"]:
+        train_pools[r.head_entity.lower()].add(r.image)
+    return {
+        "source": "VQA-RAD (CC0 1.0) + BaMCo KG_VQARAD_{Train,Test}.json (MIT)",
+        "size": size,
+        "quality": quality,
+        "source_images": len({r.image for r in kg_train}),
+        "counts": {
+            "images": len(chosen),
+            "train_images": len({r.image for r in kg["train"]}),
+            "validate_images": len(val_images),
+            "vqa_train": len(vqa["train"]),
+            "vqa_test": len(vqa["test"]),
+            "vqa_validate": len(val_records),
+            "kg_train": len(kg["train"]),
+            "kg_validate": len(kg["validate"]),
+            "kg_test": len(kg["test"]),
+            "classes": len(train_pools),
+            "classes_2plus": sum(1 for p in train_pools.values() if len(p) >= 2),
+        },
+    }
+
+
+def _finish(tmp: Path, out: Path, manifest: dict) -> None:
+    """Write the README and ``manifest.json`` (with a sha256 per file) into ``tmp``, then move every part
+    of the demo from ``tmp`` into ``out``, replacing what is there."""
+    (tmp / "README.md").write_text(_readme(manifest), encoding="utf-8")
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    manifest["sha256"] = {str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    _write_json(tmp / "manifest.json", manifest)
+    for part in _PARTS:
+        target = out / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        os.replace(tmp / part, target)
+
+
+def build_demo(
+    shared: Path,
+    out: Path,
+    *,
+    images: int = DEFAULT_IMAGES,
+    size: int = DEFAULT_SIZE,
+    quality: int = DEFAULT_QUALITY,
+) -> dict:
+    """Build the demo folder ``out`` from the shared data folder ``shared``; returns the manifest."""
+    from bamco_fast.knowledge import load_image_map, read_knowledge_file
+
+    shared, out = Path(shared), Path(out)
+    needed = _source_paths(shared)
     image_map = load_image_map(needed["image_map"])
     kg_train = read_knowledge_file(needed["kg_train"], image_map=image_map)
     kg_test = read_knowledge_file(needed["kg_test"], image_map=image_map)
@@ -178,52 +259,19 @@ def build_demo(
             _save_image(needed["images"] / name, tmp / "vqa_rad/images" / name, size, quality)
         for split, rows in vqa.items():
             _write_json(tmp / "vqa_rad" / f"{split}.json", rows)
-        train_records = read_vqa_rad(tmp / "vqa_rad", "train", layout="hf-order")
-        _, val_records = carve_validation(train_records, fraction=DEFAULT_VAL_FRACTION, seed=DEFAULT_SEED)
-        val_images = {r.image_name for r in val_records}
-        kg = {
-            "train": [r for r in kg_train if r.image in chosen_set and r.image not in val_images],
-            "validate": [r for r in kg_train if r.image in val_images],
-            "test": [r for r in kg_test if r.image in chosen_set],
-        }
-        for split, records in kg.items():
-            _write_json(tmp / "knowledge" / f"{split}.json", [r.to_json() for r in records])
-        train_pools: dict[str, set[str]] = defaultdict(set)
-        for r in kg["train"]:
-            train_pools[r.head_entity.lower()].add(r.image)
+        kg, val_images, val_records = _write_knowledge(tmp, kg_train, kg_test, chosen_set)
         shutil.copyfile(needed["licence"], tmp / "LICENSE.BaMCo")
-        manifest = {
-            "source": "VQA-RAD (CC0 1.0) + BaMCo KG_VQARAD_{Train,Test}.json (MIT)",
-            "size": size,
-            "quality": quality,
-            "source_images": len({r.image for r in kg_train}),
-            "counts": {
-                "images": len(chosen),
-                "train_images": len({r.image for r in kg["train"]}),
-                "validate_images": len(val_images),
-                "vqa_train": len(vqa["train"]),
-                "vqa_test": len(vqa["test"]),
-                "vqa_validate": len(val_records),
-                "kg_train": len(kg["train"]),
-                "kg_validate": len(kg["validate"]),
-                "kg_test": len(kg["test"]),
-                "classes": len(train_pools),
-                "classes_2plus": sum(1 for p in train_pools.values() if len(p) >= 2),
-            },
-        }
-        (tmp / "README.md").write_text(_readme(manifest), encoding="utf-8")
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        manifest["sha256"] = {
-            str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
-        }
-        _write_json(tmp / "manifest.json", manifest)
-        for part in _PARTS:
-            target = out / part
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(tmp / part, target)
+        manifest = _manifest(
+            size=size,
+            quality=quality,
+            kg_train=kg_train,
+            chosen=chosen,
+            kg=kg,
+            vqa=vqa,
+            val_images=val_images,
+            val_records=val_records,
+        )
+        _finish(tmp, out, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

@@ -153,6 +153,10 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The most bootstrap resamples (1000 give intervals to about a tenth of a point).
+MAX_BOOTSTRAP = 100_000
+
+
 def _check_args(args: argparse.Namespace) -> None:
     """Fail on bad arguments before any long work."""
     for path in getattr(args, "predictions", []):
@@ -162,8 +166,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--dataset and --root go together (give both, or neither)")
     if args.root is not None and not args.root.is_dir():
         raise ValueError(f"--root must be the dataset's folder, got {str(args.root)!r} (not a folder)")
-    if args.n_boot < 0:
-        raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if not 0 <= args.n_boot <= MAX_BOOTSTRAP:
+        raise ValueError(f"--n-boot: expected an integer in [0, {MAX_BOOTSTRAP}], got {args.n_boot}")
     if args.bertscore_model is not None:
         from ..metrics.bertscore import check_model_folder
 
@@ -171,6 +175,10 @@ def _check_args(args: argparse.Namespace) -> None:
     from ..metrics.normalize import parse_steps
 
     parse_steps(args.normalize)
+    if getattr(args, "out", None) is not None:
+        from ..data.jsonio import check_output_path
+
+        check_output_path(args.out, "--out")
 
 
 def _load(args: argparse.Namespace, split: str):
@@ -229,25 +237,52 @@ def _write(path: Path | None, value: dict) -> None:
     print(f"report written to {path}")
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
-    from ..metrics import aggregate_runs, format_side_by_side, join_with_dataset, read_predictions, score
-    from ..metrics.report import format_aggregate
+def _joined_runs(args: argparse.Namespace, records) -> list[tuple[object, list, object]]:
+    """``(path, rows, join)`` of every predictions file, joined with the dataset when one is given."""
+    from ..metrics import join_with_dataset, read_predictions
 
-    runs = [
-        read_predictions(p, qid_field=args.qid_field, prediction_field=args.prediction_field)
-        for p in args.predictions
-    ]
-    records = _load(args, args.split) if args.dataset else None
     where = f"{args.dataset} {args.split}" if args.dataset else ""
-    reports, scored_qids = [], None
-    for path, rows in zip(args.predictions, runs):
+    out = []
+    for path in args.predictions:
+        rows = read_predictions(path, qid_field=args.qid_field, prediction_field=args.prediction_field)
         join = None
         if records is not None:
             join = join_with_dataset(rows, records, missing=args.missing, source=str(path), where=where)
             rows = join.predictions
-        report = score(rows, **_score_kwargs(args))
+        out.append((path, rows, join))
+    return out
+
+
+def _common_questions(runs: list[tuple[object, list, object]]) -> tuple[set[str], str | None]:
+    """The question ids every file answers, and a note when the files answer different questions."""
+    sets = [{p.qid for p in rows} for _, rows, _ in runs]
+    common = set.intersection(*sets)
+    if all(s == common for s in sets):
+        return common, None
+    dropped = sorted(set.union(*sets) - common)
+    return common, (
+        f"the files answer different questions: every file, the mean and the baselines are scored on the "
+        f"{len(common)} questions all {len(runs)} files answer ({len(dropped)} left out, e.g. qid {dropped[0]!r})"
+    )
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from ..metrics import aggregate_runs, format_side_by_side, score
+    from ..metrics.report import format_aggregate
+
+    records = _load(args, args.split) if args.dataset else None
+    runs = _joined_runs(args, records)
+    scored_qids, note = _common_questions(runs)
+    if not scored_qids:
+        raise ValueError("predictions: the files have no question in common; nothing to score")
+    reports = []
+    for path, rows, join in runs:
+        report = score([p for p in rows if p.qid in scored_qids], **_score_kwargs(args))
         report.info["file"] = str(path)
         report.info["dataset"] = _dataset_info(args)
+        report.info["questions"] = {"scored": len(scored_qids), "common_to_files": len(runs)}
+        if note:
+            report.notes.append(note)
         if join is not None:
             report.info["join"] = join.to_json()
             if join.answer_mismatches:
@@ -255,7 +290,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
                     f"{len(join.answer_mismatches)} answer(s) in the file differ from the dataset's; the dataset's "
                     f"were used (e.g. qid {join.answer_mismatches[0]!r})"
                 )
-        scored_qids = {p.qid for p in rows} if scored_qids is None else scored_qids & {p.qid for p in rows}
         reports.append(report)
         print(f"== {path}")
         print(report.format_table())
@@ -315,18 +349,21 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args) -> int:
+    if args.command == "table":
+        return _cmd_table(args)
+    if args.command == "report":
+        return _cmd_report(args)
+    _check_args(args)
+    if args.command == "score":
+        return _cmd_score(args)
+    return _cmd_baselines(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status (one line and 2
+    for bad input: :mod:`bamco_fast.boundary`)."""
+    from ..boundary import run_command
+
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "table":
-            return _cmd_table(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        _check_args(args)
-        if args.command == "score":
-            return _cmd_score(args)
-        return _cmd_baselines(args)
-    except (ValueError, FileNotFoundError) as exc:  # DataError, PredictionsError, BertScoreUnavailable
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("evaluate", lambda: _run(args))

@@ -139,10 +139,9 @@ def resolve_missing_definition(policy: str, primary: KnowledgeBase) -> str:
     return "keep" if getattr(primary, "definitions_optional", False) else "drop"
 
 
-def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildResult:
-    """Build the knowledge records of ``config`` from ``kbs`` (the first gives entities and relations)."""
-    from tqdm.auto import tqdm
-
+def _check_build_inputs(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> None:
+    """Raise ``ValueError`` for no knowledge base, an unknown ``missing_definition`` policy, a language
+    other than English, or a first knowledge base without relations."""
     if not kbs:
         raise ValueError("at least one knowledge base is needed")
     if config.missing_definition not in MISSING_DEFINITION_POLICIES:
@@ -162,6 +161,91 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
             "(umls:, slake-kg:, or a jsonl: file whose concepts have 'relations'); definition-only "
             "sources such as export-definitions output go after it"
         )
+
+
+def _extract_mentions(extractor, texts: Sequence[str], progress: bool) -> dict[str, list]:
+    """Entity mentions of every text (text -> the extractor's mentions), 512 texts per extractor call."""
+    from tqdm.auto import tqdm
+
+    mentions: dict[str, list] = {}
+    chunk = 512
+    with tqdm(total=len(texts), desc="entities", unit="text", disable=not progress, leave=False) as bar:
+        for i in range(0, len(texts), chunk):
+            part = texts[i : i + chunk]
+            mentions.update(zip(part, extractor.extract(part)))
+            bar.update(len(part))
+    return mentions
+
+
+def _kept_relations(
+    concept: Concept, dropped: set[str], max_relations: int | None, filtered: Counter[str]
+) -> list[tuple[str, str]]:
+    """The ``(label, tail)`` relations of ``concept`` that pass the noise filter (drops counted in ``filtered``)."""
+    kept = []
+    for label, tail in concept.relations:
+        if _norm_label(label) in dropped:
+            filtered["dropped label"] += 1
+        elif tail.strip().lower() == concept.name.strip().lower():
+            filtered["self relation"] += 1
+        elif label.strip() and tail.strip():
+            kept.append((label.replace("_", " ").strip(), tail.strip()))
+    limited = _limit(kept, max_relations)
+    filtered["over max_relations"] += len(kept) - len(limited)
+    return limited
+
+
+def _collect_records(
+    qa: Sequence[VQARecord],
+    sources: Sequence[str],
+    mentions: dict[str, list],
+    concepts: dict[str, Concept],
+    extra_defs: dict[str, str],
+    dropped: set[str],
+    policy: str,
+    config: BuildConfig,
+    filtered: Counter[str],
+) -> tuple[list[KnowledgeRecord], int]:
+    """One record per (QA pair, head entity, kept relation), de-duplicated and sorted by (image, dataset
+    order, head, relation, tail); also the number of QA pairs with at least one head entity."""
+    from tqdm.auto import tqdm
+
+    out: dict[KnowledgeRecord, tuple] = {}
+    with_entities = 0
+    for index, (record, source) in enumerate(
+        tqdm(list(zip(qa, sources)), desc="records", disable=not config.progress, leave=False)
+    ):
+        heads = (
+            [concepts[m.concept_id] for m in mentions.get(source, []) if m.concept_id in concepts]
+            if source
+            else []
+        )
+        heads = list({c.concept_id: c for c in heads}.values())
+        with_entities += bool(heads)
+        for concept in heads:
+            definition = concept.definition or extra_defs.get(concept.concept_id)
+            if not definition and policy == "drop":
+                filtered["no definition"] += len(concept.relations)
+                continue
+            for label, tail in _kept_relations(concept, dropped, config.max_relations, filtered):
+                item = KnowledgeRecord(
+                    record.image_name,
+                    record.question,
+                    record.answer,
+                    concept.name,
+                    tail,
+                    definition or None,
+                    label,
+                )
+                if item in out:
+                    filtered["duplicate"] += 1
+                else:
+                    out[item] = (_natural(record.image_name), index, concept.name, label, tail)
+    return sorted(out, key=out.__getitem__), with_entities
+
+
+def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildResult:
+    """Build the knowledge records of ``config`` from ``kbs`` (the first gives entities and relations)."""
+    _check_build_inputs(config, kbs)
     skip_log = SkipLog()
     qa: list[VQARecord] = load_split(
         config.dataset,
@@ -188,62 +272,15 @@ def build_knowledge(config: BuildConfig, kbs: Sequence[KnowledgeBase]) -> BuildR
     )
     sources = [entity_source_text(r.question, r.answer) for r in qa]
     texts = sorted({s for s in sources if s})
-    mentions: dict[str, list] = {}
-    chunk = 512
-    with tqdm(
-        total=len(texts), desc="entities", unit="text", disable=not config.progress, leave=False
-    ) as bar:
-        for i in range(0, len(texts), chunk):
-            part = texts[i : i + chunk]
-            mentions.update(zip(part, extractor.extract(part)))
-            bar.update(len(part))
+    mentions = _extract_mentions(extractor, texts, config.progress)
     concept_ids = {m.concept_id for ms in mentions.values() for m in ms}
     concepts = primary.concepts(concept_ids)
     extra_defs = _fill_definitions(concepts, kbs[1:])
     dropped = {_norm_label(x) for x in primary.dropped_relations | config.drop_relations}
     filtered: Counter[str] = Counter()
-    out: dict[KnowledgeRecord, tuple] = {}
-    with_entities = 0
-    for index, (record, source) in enumerate(
-        tqdm(list(zip(qa, sources)), desc="records", disable=not config.progress, leave=False)
-    ):
-        heads = (
-            [concepts[m.concept_id] for m in mentions.get(source, []) if m.concept_id in concepts]
-            if source
-            else []
-        )
-        heads = list({c.concept_id: c for c in heads}.values())
-        with_entities += bool(heads)
-        for concept in heads:
-            definition = concept.definition or extra_defs.get(concept.concept_id)
-            if not definition and policy == "drop":
-                filtered["no definition"] += len(concept.relations)
-                continue
-            kept = []
-            for label, tail in concept.relations:
-                if _norm_label(label) in dropped:
-                    filtered["dropped label"] += 1
-                elif tail.strip().lower() == concept.name.strip().lower():
-                    filtered["self relation"] += 1
-                elif label.strip() and tail.strip():
-                    kept.append((label.replace("_", " ").strip(), tail.strip()))
-            limited = _limit(kept, config.max_relations)
-            filtered["over max_relations"] += len(kept) - len(limited)
-            for label, tail in limited:
-                item = KnowledgeRecord(
-                    record.image_name,
-                    record.question,
-                    record.answer,
-                    concept.name,
-                    tail,
-                    definition or None,
-                    label,
-                )
-                if item in out:
-                    filtered["duplicate"] += 1
-                else:
-                    out[item] = (_natural(record.image_name), index, concept.name, label, tail)
-    records = sorted(out, key=out.__getitem__)
+    records, with_entities = _collect_records(
+        qa, sources, mentions, concepts, extra_defs, dropped, policy, config, filtered
+    )
     return BuildResult(
         records,
         getattr(extractor, "description", extractor.name),

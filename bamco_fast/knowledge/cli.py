@@ -23,13 +23,8 @@ from bamco_fast.data.loading import DATASETS
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bamco_fast.knowledge", description="Build and inspect knowledge sources."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    build = sub.add_parser("build", help="build a knowledge source from a dataset split")
+def _add_build_inputs(build: argparse.ArgumentParser) -> None:
+    """``build``: the dataset split, the knowledge bases and the output file."""
     build.add_argument("--dataset", required=True, choices=DATASETS)
     build.add_argument("--root", required=True, type=Path, help="the dataset's folder in its official layout")
     build.add_argument("--split", default="train", choices=("train", "validate", "test"))
@@ -50,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--skip-missing", action="store_true", help="skip and count missing images / malformed entries"
     )
+
+
+def _add_build_pipeline(build: argparse.ArgumentParser) -> None:
+    """``build``: the entity pipeline (offline matcher or scispaCy with its linker)."""
     build.add_argument(
         "--pipeline",
         default="auto",
@@ -84,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=("all", "longest"),
         help="offline matcher: keep nested matches (all) or only the longest ones",
     )
+
+
+def _add_build_records(build: argparse.ArgumentParser) -> None:
+    """``build``: which records are kept (definitions, relation caps and filters, UMLS sources)."""
     build.add_argument(
         "--missing-definition",
         default="auto",
@@ -110,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="UMLS definition sources in priority order (default NCI, MSH)",
     )
+
+
+def _add_build_split_and_report(build: argparse.ArgumentParser) -> None:
+    """``build``: the validation split, the seed and the optional comparison with a reference file."""
     build.add_argument(
         "--val-fraction",
         type=float,
@@ -125,19 +132,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--no-progress", action="store_true")
 
+
+def _add_stats(sub: argparse._SubParsersAction) -> None:
+    """The ``stats`` sub-command: Table-1 statistics of knowledge files."""
     stats = sub.add_parser("stats", help="Table-1 statistics of knowledge files")
     stats.add_argument("files", nargs="+", type=Path)
     stats.add_argument("--image-map", type=Path, default=None)
 
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    """The ``compare`` sub-command: coverage of a reference knowledge file by ours."""
     compare = sub.add_parser("compare", help="coverage of a reference knowledge file by ours")
     compare.add_argument("--ours", required=True, type=Path)
     compare.add_argument("--reference", required=True, type=Path)
     compare.add_argument("--image-map", type=Path, default=None, help="image-id map of the reference")
+
+
+def _add_export_definitions(sub: argparse._SubParsersAction) -> None:
+    """The ``export-definitions`` sub-command: head definitions as a JSONL knowledge base."""
     export = sub.add_parser(
         "export-definitions", help="write a knowledge file's head definitions as a JSONL knowledge base"
     )
     export.add_argument("file", type=Path)
     export.add_argument("--out", required=True, type=Path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``python -m bamco_fast.knowledge`` parser with its four sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bamco_fast.knowledge", description="Build and inspect knowledge sources."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build a knowledge source from a dataset split")
+    _add_build_inputs(build)
+    _add_build_pipeline(build)
+    _add_build_records(build)
+    _add_build_split_and_report(build)
+    _add_stats(sub)
+    _add_compare(sub)
+    _add_export_definitions(sub)
     return parser
 
 

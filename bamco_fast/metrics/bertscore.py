@@ -1,17 +1,19 @@
-"""BERTScore F1 from a LOCAL model folder; never downloads.
+"""BERTScore F1 from a LOCAL model folder, through the ``bert-score`` package; never downloads.
 
 BERTScore (Zhang et al., 2020) without idf weighting and without baseline rescaling, as the published
 evaluation computes it: for a candidate ``c`` and reference ``r``, take the hidden states of layer
-``L`` for their tokens (special tokens such as ``[CLS]``/``[SEP]`` removed), L2-normalise them
-(``x_i``: candidate tokens, ``y_j``: reference tokens, shape ``(tokens, hidden)``, float32), then
+``L`` for their tokens (special tokens such as ``[CLS]``/``[SEP]`` left out), L2-normalise them
+(``x_i``: candidate tokens, ``y_j``: reference tokens), then
 
 .. math::  P = \\frac{1}{|c|} \\sum_i \\max_j x_i^\\top y_j, \\quad
            R = \\frac{1}{|r|} \\sum_j \\max_i x_i^\\top y_j, \\quad  F = \\frac{2PR}{P + R}
 
-An empty candidate or reference scores 0. The published code used ``roberta-large`` (layer 17); for
-a folder whose name is a model known to BERTScore the same layer is taken (:data:`DEFAULT_LAYERS`),
-otherwise the last layer unless ``num_layers`` says otherwise. The model is loaded with
-``transformers`` ``from_pretrained(path, local_files_only=True)``.
+:func:`bertscore_f1` strips and lower-cases the texts (as published) and calls ``bert_score.score`` with
+the folder as its ``model_type`` and an explicit layer: for a folder named after a model known to
+BERTScore its authors' layer (:data:`DEFAULT_LAYERS`; the published code used ``roberta-large``, layer
+17), otherwise the last layer unless ``num_layers`` says otherwise. A pair with an empty side scores 0
+and is not passed to the package (its encoder of an empty text calls a tokenizer method that
+``transformers`` 5 removed).
 """
 
 from __future__ import annotations
@@ -48,35 +50,36 @@ def check_model_folder(model_path: str | Path) -> Path:
     return path
 
 
-def _load(model_path: str | Path):
-    path = check_model_folder(model_path)
+def _layers(path: Path) -> int:
+    """Hidden layers of the model in ``path`` (from its ``config.json``)."""
+    import json
+
     try:
-        from transformers import AutoModel, AutoTokenizer
+        return int(json.loads((path / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers", 0))
+    except (OSError, ValueError) as exc:
+        raise BertScoreUnavailable(f"cannot read {path / 'config.json'}: {exc}") from None
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+
+def _package_f1(
+    cands: list[str], refs: list[str], path: Path, layer: int, batch_size: int, device: str
+) -> list[float]:
+    try:
+        import bert_score
+    except ImportError:
+        raise BertScoreUnavailable("BERTScore needs the bert-score package: pip install bert-score") from None
+    kwargs = {"model_type": str(path), "num_layers": layer, "idf": False, "rescale_with_baseline": False}
+    try:
+        _, _, f1 = bert_score.score(cands, refs, batch_size=batch_size, device=device, **kwargs)
+    except OverflowError:
+        raise BertScoreUnavailable(
+            f"the tokenizer in {str(path)!r} sets no model_max_length (BERTScore truncates texts to it); add it "
+            "to its tokenizer_config.json"
+        ) from None
     except (OSError, ValueError, KeyError) as exc:
-        raise BertScoreUnavailable(f"cannot load the BERTScore model from {str(path)!r}: {exc}") from exc
-    return path, tokenizer, model.eval()
-
-
-def _embed(texts: list[str], tokenizer, model, layer: int, batch_size: int, device):
-    import torch
-
-    out = []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        enc = tokenizer(
-            chunk, padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True
-        )
-        special = enc.pop("special_tokens_mask").bool()
-        enc = {k: v.to(device) for k, v in enc.items()}
-        with torch.no_grad():
-            hidden = model(**enc, output_hidden_states=True).hidden_states[layer].float()
-        hidden = torch.nn.functional.normalize(hidden, dim=-1).cpu()
-        keep = enc["attention_mask"].cpu().bool() & ~special
-        out.extend(hidden[i][keep[i]] for i in range(len(chunk)))
-    return out
+        raise BertScoreUnavailable(
+            f"cannot compute BERTScore with the model in {str(path)!r}: {exc}"
+        ) from exc
+    return [float(v) for v in f1.tolist()]
 
 
 def bertscore_f1(
@@ -93,7 +96,7 @@ def bertscore_f1(
     Args:
         predictions, answers: texts, scored after stripping and lower-casing (as published).
         model_path: local model folder; a missing folder raises :class:`BertScoreUnavailable`.
-        num_layers: hidden-state layer ``L`` (``1``-based, ``0`` = embeddings); default see module docs.
+        num_layers: hidden-state layer ``L`` (``1``-based, ``0`` = embeddings); default see the module docstring.
         batch_size: texts per forward pass.
         device: torch device (default CPU).
     """
@@ -101,25 +104,21 @@ def bertscore_f1(
         raise ValueError(
             f"predictions and answers must have the same length, got {len(predictions)} and {len(answers)}"
         )
-    path, tokenizer, model = _load(model_path)
-    total = int(getattr(model.config, "num_hidden_layers", 0))
+    path = check_model_folder(model_path)
+    total = _layers(path)
     layer = num_layers if num_layers is not None else DEFAULT_LAYERS.get(path.name, total)
     if not 0 <= layer <= total:
         raise BertScoreUnavailable(f"num_layers must be in [0, {total}] for {str(path)!r}, got {layer}")
-    model.to(device or "cpu")
     from .protocols import published_text
 
-    cands = _embed(
-        [published_text(p) for p in predictions], tokenizer, model, layer, batch_size, device or "cpu"
-    )
-    refs = _embed([published_text(a) for a in answers], tokenizer, model, layer, batch_size, device or "cpu")
-    scores = []
-    for x, y in zip(cands, refs):
-        if x.shape[0] == 0 or y.shape[0] == 0:
-            scores.append(0.0)
-            continue
-        sim = x @ y.T
-        p = float(sim.max(dim=1).values.mean())
-        r = float(sim.max(dim=0).values.mean())
-        scores.append(2 * p * r / (p + r) if p + r > 0 else 0.0)
+    cands = [published_text(p) for p in predictions]
+    refs = [published_text(a) for a in answers]
+    both = [i for i, (c, r) in enumerate(zip(cands, refs)) if c.strip() and r.strip()]
+    scores = [0.0] * len(cands)
+    if both:
+        values = _package_f1(
+            [cands[i] for i in both], [refs[i] for i in both], path, layer, batch_size, device or "cpu"
+        )
+        for i, value in zip(both, values):
+            scores[i] = value
     return scores, layer

@@ -65,3 +65,15 @@ def normal_file_modes(folder: Path) -> None:
     for path in Path(folder).rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~umask)
+
+
+def read_safetensors(path: Path | str, what: str) -> dict:
+    """``safetensors.torch.load_file(path)``; a missing, truncated or corrupt file is a ``ValueError`` naming
+    it and ``what`` it holds (the library raises its own error type)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors' error type is not an OSError or ValueError
+        message = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{path}: cannot read the {what} ({type(exc).__name__}: {message})") from None

@@ -18,10 +18,8 @@ as ``image_features`` / ``text_features`` (exact: the frozen towers are determin
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,101 +29,33 @@ from torch import nn
 
 from ..encoders import IntraClassEncoder
 from ..losses import BaMCoObjective, NormedLinear
-from ._folders import staged_folder
 from .heads import PrototypeHead, TextHead
-from .official import OfficialKnowledgeSpaceReport
-from .towers import BIOMEDCLIP, Towers, check_tower_name, load_towers, write_hub_folder
-
-FORMAT = "bamco_fast.knowledge_space"
-FORMAT_VERSION = 1
-META_FILE, CLASSES_FILE, WEIGHTS_FILE, TOWERS_DIR = (
-    "knowledge_space.json",
-    "classes.json",
-    "model.safetensors",
-    "towers",
+from .knowledge_space_config import KnowledgeSpaceConfig
+from .knowledge_space_io import (
+    CLASSES_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    META_FILE,
+    TOWERS_DIR,
+    WEIGHTS_FILE,
+    load_knowledge_space,
+    save_knowledge_space,
 )
+from .official import OfficialKnowledgeSpaceReport
+from .towers import Towers, load_towers
 
-
-@dataclass
-class KnowledgeSpaceConfig:
-    """Shape and trainability of a knowledge space; defaults are the paper's (published code) values.
-
-    Attributes:
-        tower: open_clip name of the image/text towers (``hf-hub:`` or ``local-dir:``).
-        embed_dim: D, width of every embedding; must equal the towers' ``embed_dim`` (f1 has no projection).
-        num_images: K, intra-class images per stack.
-        intra_image_size: h = w of the intra-class images.
-        feature_size: channels after the intra-class encoder's stem.
-        intra_layout: ``"channels"`` (images along depth) or ``"official"`` (the published memory
-            reinterpretation; needed for released weights). See :class:`bamco_fast.IntraClassEncoder`.
-        intra_backend: backend of the encoder's depthwise blocks (``None`` = automatic).
-        freeze_image_tower, freeze_text_tower: the towers get no gradient (True as published).
-        train_text_head, train_intra_encoder, train_classifier, train_prototype_head: trainability of the
-            four heads (all True as published).
-        classifier_scale: NormedLinear scale s (30).
-        temperature: BalSCL temperature (0.07).
-        ce_weight, contrastive_weight: lambda and mu of the total loss (0.5, 0.5).
-        logit_adjust_tau: strength of the logit adjustment (1.0).
-    """
-
-    tower: str = field(default=BIOMEDCLIP, metadata={"path": "local-dir"})
-    embed_dim: int = 512
-    num_images: int = 36
-    intra_image_size: int = 84
-    feature_size: int = 12
-    intra_layout: str = "channels"
-    intra_backend: str | None = None
-    freeze_image_tower: bool = True
-    freeze_text_tower: bool = True
-    train_text_head: bool = True
-    train_intra_encoder: bool = True
-    train_classifier: bool = True
-    train_prototype_head: bool = True
-    classifier_scale: float = 30.0
-    temperature: float = 0.07
-    ce_weight: float = 0.5
-    contrastive_weight: float = 0.5
-    logit_adjust_tau: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_tower_name(self.tower)
-        for name in ("embed_dim", "num_images", "intra_image_size", "feature_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"KnowledgeSpaceConfig: {name} must be a positive int, got {value!r}")
-        if self.intra_layout not in ("channels", "official"):
-            raise ValueError(
-                f"KnowledgeSpaceConfig: intra_layout must be 'channels' or 'official', got {self.intra_layout!r}"
-            )
-        for name in ("classifier_scale", "temperature"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"KnowledgeSpaceConfig: {name} must be a number > 0, got {value!r}")
-        for name in ("ce_weight", "contrastive_weight", "logit_adjust_tau"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 <= value < float("inf")
-            ):
-                raise ValueError(f"KnowledgeSpaceConfig: {name} must be a finite number >= 0, got {value!r}")
-        for f in dataclasses.fields(self):
-            if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
-                raise ValueError(
-                    f"KnowledgeSpaceConfig: {f.name} must be a bool, got {getattr(self, f.name)!r}"
-                )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> KnowledgeSpaceConfig:
-        """Build from a mapping; an unknown key is an error listing the valid ones."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(f"KnowledgeSpaceConfig: unknown keys {unknown}; valid keys are {valid}")
-        return cls(**dict(values))
+__all__ = [
+    "CLASSES_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_FILE",
+    "TOWERS_DIR",
+    "WEIGHTS_FILE",
+    "KnowledgeSpace",
+    "KnowledgeSpaceConfig",
+    "KnowledgeSpaceOutput",
+    "OfficialKnowledgeSpaceReport",
+]
 
 
 @dataclass
@@ -465,39 +395,10 @@ class KnowledgeSpace(nn.Module):
         Contents: ``knowledge_space.json`` (format, config, class count, tower name, file list),
         ``classes.json`` (class names in index order), ``model.safetensors`` (every weight except those
         of frozen towers, which load from the tower name) and, with ``include_towers``, ``towers/``: the
-        towers as an open_clip hub-layout folder, so the run is portable and loads offline.
+        towers as an open_clip hub-layout folder, so the run is portable and loads offline. See
+        :mod:`bamco_fast.models.knowledge_space_io`.
         """
-        from safetensors.torch import save_file
-
-        folder = Path(folder).absolute()
-        with staged_folder(folder, overwrite=overwrite, what="KnowledgeSpace.save") as staging:
-            state = self.saved_state_dict()
-            save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
-            (staging / CLASSES_FILE).write_text(
-                json.dumps(self.class_names, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-            )
-            if include_towers:
-                (staging / TOWERS_DIR).mkdir()
-                write_hub_folder(
-                    staging / TOWERS_DIR,
-                    folder / TOWERS_DIR,
-                    self.towers.clip,
-                    self.towers.tokenizer,
-                    self.towers.model_config,
-                )
-            meta = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "config": self.config.to_dict(),
-                "num_classes": self.num_classes,
-                "tower": self.towers.name,
-                "towers_dir": TOWERS_DIR if include_towers else None,
-                "classes_file": CLASSES_FILE,
-                "weights_file": WEIGHTS_FILE,
-                "num_tensors": len(state),
-            }
-            (staging / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        return folder
+        return save_knowledge_space(self, folder, include_towers=include_towers, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -505,52 +406,7 @@ class KnowledgeSpace(nn.Module):
     ) -> KnowledgeSpace:
         """Restore a folder written by :meth:`save` (one call; towers from ``towers/`` when included,
         else from the recorded tower name, unless ``towers`` is given)."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(
-                f"KnowledgeSpace.load: {str(folder)!r} has no {META_FILE} (not a saved knowledge space)"
-            )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"KnowledgeSpace.load: {meta_path} has format {meta.get('format')!r} version "
-                f"{meta.get('format_version')!r}, expected {FORMAT!r} version {FORMAT_VERSION}"
-            )
-        config = KnowledgeSpaceConfig.from_dict(meta["config"])
-        class_names = json.loads((folder / meta["classes_file"]).read_text(encoding="utf-8"))
-        if len(class_names) != meta["num_classes"]:
-            raise ValueError(
-                f"KnowledgeSpace.load: {meta['classes_file']} lists {len(class_names)} classes, metadata says {meta['num_classes']}"
-            )
-        if towers is None:
-            name = (
-                f"local-dir:{(folder / meta['towers_dir']).absolute()}"
-                if meta.get("towers_dir")
-                else meta["tower"]
-            )
-            towers = load_towers(name, device=device)
-        model = cls(config, class_names, towers=towers)
-        state = load_file(str(folder / meta["weights_file"]))
-        expected = model.saved_state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"KnowledgeSpace.load: {meta['weights_file']} does not match the model: missing {missing[:8]}, unexpected {unexpected[:8]}"
-            )
-        bad = [
-            (k, tuple(state[k].shape), tuple(expected[k].shape))
-            for k in expected
-            if state[k].shape != expected[k].shape
-        ]
-        if bad:
-            raise ValueError(
-                f"KnowledgeSpace.load: tensor shapes differ from the config (name, saved, expected): {bad[:5]}"
-            )
-        model.load_state_dict(state, strict=False)
-        return model.to(device) if device is not None else model
+        return load_knowledge_space(cls, folder, device=device, towers=towers)
 
     # ------------------------------------------------------------------------- published weights
     def load_official_state_dict(

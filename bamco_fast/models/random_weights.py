@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import struct
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from ..boundary import UsageError
 from .random_biomedclip import build_random_biomedclip
 from .random_llms import DTYPES, LLM_NAMES, WIDTHS, build_random_llm
 
@@ -101,7 +101,7 @@ def folder_bytes(folder: Path | str) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
 
 
-class _UsageError(Exception):
+class _UsageError(UsageError):
     """A bad command-line argument; its message is printed as ``error: <message>``."""
 
 
@@ -203,13 +203,8 @@ def _report(request: _Request, folder: Path, seconds: float) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring); returns the exit status."""
-    try:
-        request = _parse(argv)
-    except _UsageError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+def _build(argv: list[str] | None) -> int:
+    request = _parse(argv)
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
@@ -229,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
             hf_logging.enable_progress_bar()
     print(_report(request, folder, time.perf_counter() - start))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring); returns the exit status (one line and 2 for bad
+    input: :mod:`bamco_fast.boundary`)."""
+    from ..boundary import run_command
+
+    return run_command("random_weights", lambda: _build(argv))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,62 @@ def _bert_tokenizer(vocab: dict[str, int], context_length: int):
         )
 
 
+def _check_tiny_arguments(
+    texts: Sequence[str],
+    image_size: int,
+    *,
+    embed_dim: int,
+    context_length: int,
+    vocab_size: int,
+    text_width: int,
+    text_layers: int,
+    text_heads: int,
+    text_init_std: float,
+) -> None:
+    """Raise ``ValueError`` / ``TypeError`` naming the first argument of :func:`build_tiny_towers` out of range."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
+        raise ValueError(
+            f"build_tiny_towers: texts must be a non-empty sequence of strings, got {texts!r:.80}"
+        )
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"build_tiny_towers: texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, expected str")
+    if not isinstance(image_size, int) or image_size < 32 or image_size % 16:
+        raise ValueError(
+            f"build_tiny_towers: image_size must be a multiple of 16 and >= 32, got {image_size!r}"
+        )
+    for name, value, low in (
+        ("embed_dim", embed_dim, 1),
+        ("context_length", context_length, 4),
+        ("vocab_size", vocab_size, len(SPECIAL_TOKENS) + 1),
+        ("text_width", text_width, 1),
+        ("text_layers", text_layers, 1),
+        ("text_heads", text_heads, 1),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"build_tiny_towers: {name} must be an int >= {low}, got {value!r}")
+    if not isinstance(text_init_std, (int, float)) or not 0 < text_init_std < 10:
+        raise ValueError(
+            f"build_tiny_towers: text_init_std must be a number in (0, 10), got {text_init_std!r}"
+        )
+    if text_width % text_heads:
+        raise ValueError(
+            f"build_tiny_towers: text_width ({text_width}) must be divisible by text_heads ({text_heads})"
+        )
+
+
+def _tiny_vision_cfg(image_size: int) -> dict:
+    """open_clip ``vision_cfg`` of the tiny image tower: timm ``test_vit`` (random), CLS pooling, a
+    bias-free linear projection, square ``image_size`` inputs."""
+    return {
+        "timm_model_name": "test_vit",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "image_size": image_size,
+    }
+
+
 def build_tiny_towers(
     folder: Path,
     texts: Sequence[str],
@@ -108,35 +164,17 @@ def build_tiny_towers(
     Returns:
         ``folder`` as an absolute path; load with ``load_towers(f"local-dir:{folder}")``.
     """
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
-        raise ValueError(
-            f"build_tiny_towers: texts must be a non-empty sequence of strings, got {texts!r:.80}"
-        )
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise TypeError(f"build_tiny_towers: texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, expected str")
-    if not isinstance(image_size, int) or image_size < 32 or image_size % 16:
-        raise ValueError(
-            f"build_tiny_towers: image_size must be a multiple of 16 and >= 32, got {image_size!r}"
-        )
-    for name, value, low in (
-        ("embed_dim", embed_dim, 1),
-        ("context_length", context_length, 4),
-        ("vocab_size", vocab_size, len(SPECIAL_TOKENS) + 1),
-        ("text_width", text_width, 1),
-        ("text_layers", text_layers, 1),
-        ("text_heads", text_heads, 1),
-    ):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"build_tiny_towers: {name} must be an int >= {low}, got {value!r}")
-    if not isinstance(text_init_std, (int, float)) or not 0 < text_init_std < 10:
-        raise ValueError(
-            f"build_tiny_towers: text_init_std must be a number in (0, 10), got {text_init_std!r}"
-        )
-    if text_width % text_heads:
-        raise ValueError(
-            f"build_tiny_towers: text_width ({text_width}) must be divisible by text_heads ({text_heads})"
-        )
+    _check_tiny_arguments(
+        texts,
+        image_size,
+        embed_dim=embed_dim,
+        context_length=context_length,
+        vocab_size=vocab_size,
+        text_width=text_width,
+        text_layers=text_layers,
+        text_heads=text_heads,
+        text_init_std=text_init_std,
+    )
 
     import transformers
 
@@ -152,18 +190,11 @@ def build_tiny_towers(
         pad_token_id=0,
         initializer_range=text_init_std,
     )
-    vision_cfg = {
-        "timm_model_name": "test_vit",
-        "timm_model_pretrained": False,
-        "timm_pool": "",
-        "timm_proj": "linear",
-        "image_size": image_size,
-    }
     return write_towers_folder(
         folder,
         bert_config,
         tokenizer,
-        vision_cfg,
+        _tiny_vision_cfg(image_size),
         embed_dim=embed_dim,
         context_length=context_length,
         seed=seed,

@@ -38,6 +38,51 @@ def _train_tokenizer(texts: Sequence[str], vocab_size: int):
     return tokenizer
 
 
+def _model_config(
+    kind: str,
+    n_vocab: int,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    max_positions: int,
+    special_ids: dict[str, int],
+):
+    """The Hugging Face config and model class of a tiny ``kind`` LM (``"llama"`` or ``"gpt2"``).
+
+    ``special_ids`` holds ``bos_token_id``, ``eos_token_id`` and ``pad_token_id``. Llama: intermediate
+    width ``2 * hidden_size``, ``max(1, num_heads // 2)`` key/value heads, untied embeddings; GPT-2:
+    ``initializer_range=0.2``.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if kind == "llama":
+        config = LlamaConfig(
+            vocab_size=n_vocab,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=max(1, num_heads // 2),
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=False,
+            **special_ids,
+        )
+        model_cls = LlamaForCausalLM
+    else:
+        config = GPT2Config(
+            vocab_size=n_vocab,
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            n_positions=max_positions,
+            initializer_range=0.2,
+            **special_ids,
+        )
+        model_cls = GPT2LMHeadModel
+    return config, model_cls
+
+
 def build_tiny_causal_lm(
     folder: Path | str,
     kind: str = "llama",
@@ -66,13 +111,7 @@ def build_tiny_causal_lm(
         max_positions: longest sequence the model accepts.
     """
     import torch
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     if kind not in TINY_LM_KINDS:
         raise ValueError(f"kind: expected one of {TINY_LM_KINDS}, got {kind!r}")
@@ -95,30 +134,15 @@ def build_tiny_causal_lm(
     ids = {name: backend.token_to_id(name) for name in _SPECIALS}
     n_vocab = backend.get_vocab_size()
     common = {"bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "pad_token_id": ids["<pad>"]}
-    if kind == "llama":
-        config = LlamaConfig(
-            vocab_size=n_vocab,
-            hidden_size=hidden_size,
-            intermediate_size=2 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=max(1, num_heads // 2),
-            max_position_embeddings=max_positions,
-            tie_word_embeddings=False,
-            **common,
-        )
-        model_cls = LlamaForCausalLM
-    else:
-        config = GPT2Config(
-            vocab_size=n_vocab,
-            n_embd=hidden_size,
-            n_layer=num_layers,
-            n_head=num_heads,
-            n_positions=max_positions,
-            initializer_range=0.2,
-            **common,
-        )
-        model_cls = GPT2LMHeadModel
+    config, model_cls = _model_config(
+        kind,
+        n_vocab,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_positions=max_positions,
+        special_ids=common,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config)

@@ -49,10 +49,13 @@ def read_tower_config(name: str) -> dict[str, Any]:
     else:
         from open_clip.pretrained import download_pretrained_from_hf
 
+        from .sources import locate
+
+        locate(ident, key=f"tower {name!r}", marker=_CONFIG_NAME)  # at once when uncached and offline
         try:
             path = Path(download_pretrained_from_hf(ident, filename=_CONFIG_NAME))
         except Exception as exc:  # offline without a cached copy, unknown repository, no network
-            raise RuntimeError(
+            raise ValueError(
                 f"tower {name!r}: cannot get its {_CONFIG_NAME} from the Hugging Face hub or its local cache "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Download it once with "
                 "network access, or use a 'local-dir:' folder (e.g. from bamco_fast.models.tiny.build_tiny_towers)"

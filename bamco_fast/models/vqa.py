@@ -1,36 +1,27 @@
 """Knowledge-driven medical VQA: a frozen knowledge space feeding prefix tokens to a causal language model.
 
-Prompt (token ids, left-padded to the longest row of the batch)::
-
-    [bos?] <im_patch> x N_img  <kg_token> x N_kg  <ic_token>  " question"  (" answer" </s>  while training)
+Prefix tokens (:mod:`.vqa_prompt` lays out the prompt ``[bos?] <im_patch> x N_img <kg_token> x N_kg
+<ic_token> " question" (" answer" eos)``, left-padded):
 
 * image tokens (``N_img = (gh/2)(gw/2)``, 49 for ViT-B/16 at 224): the image tower's patch tokens ->
   :class:`PatchPoolingProjector`. ``patch_positional=True`` (default) runs the ViT with its positional
-  embeddings, the correct path; ``False`` reproduces the published path (patches without positional
-  embeddings or CLS token), needed only to reuse the published projector weights.
-* knowledge tokens (``N_kg = knowledge_tokens``, 1 by default): the knowledge space's text embedding of
-  the question (``knowledge_input="question"``, published) or of the question's entity text
-  (``knowledge_input="entities"``: the names of the knowledge-base concepts it mentions, joined by ", ",
-  found by the model's :class:`~bamco_fast.models.entity_input.EntityTexts` or passed by the caller; an
-  empty entity text falls back to the question) -> :class:`VectorProjector`.
-* intra-class token: the knowledge space's image embedding retrieves the top-1 class of an
-  :class:`IntraClassBank` by cosine with the class-name text embeddings; ``K`` of the class's images are
-  drawn seeded by the question id, encoded by the frozen intra-class encoder -> :class:`VectorProjector`.
-  With the bank's ``sampling="class"`` the draw does not depend on the question, and the frozen embedding
-  of each class is computed once (each class alone, so independent of the batch) and cached, in
-  training and evaluation alike: exact, since the encoder is frozen and always in eval mode. With
-  ``sampling="question"`` (default) every question's stack is encoded; nothing is cached.
+  embeddings; ``False`` reproduces the published path (no positional embeddings or CLS token).
+* knowledge tokens (``N_kg = knowledge_tokens``): the knowledge space's text embedding of the question
+  (``knowledge_input="question"``, published) or of the names of the knowledge-base concepts it mentions
+  (``"entities"``, :class:`~bamco_fast.models.entity_input.EntityTexts`; the question when none) ->
+  :class:`VectorProjector`.
+* intra-class token: the image embedding retrieves the top-1 class of an :class:`IntraClassBank` by cosine
+  with the class-name text embeddings; ``K`` of its training images, drawn seeded by the question id (one
+  stack per class with ``sampling="class"``, whose frozen embedding is cached exactly), go through the
+  frozen intra-class encoder -> :class:`VectorProjector`.
 
-Each placeholder is found by its token id (never by its position) and its embedding replaced by the
-projected features (``masked_scatter`` in row-major order). A disabled branch contributes no
-placeholder. Loss: the language model's shifted cross-entropy over the answer tokens and the eos token
-only (mean over those tokens in the batch), with the LM head applied only at those positions
-(:mod:`.answer_logits`; ``answer_only_logits=False`` computes every position's logits as the published
-code does). Generation: greedy, KV cache, left padding, from
+Each placeholder is found by its token id and its embedding replaced by the projected features
+(``masked_scatter``); a disabled branch contributes no placeholder. The frozen features of a batch
+(:mod:`.vqa_features`) can be precomputed once for a training set and passed as ``frozen=``. Loss: the
+shifted cross-entropy over the answer tokens and their eos (mean over those tokens), with the LM head
+applied only at those positions (:mod:`.answer_logits`; ``answer_only_logits=False`` computes every
+position's logits, as the published code does). Generation: greedy, KV cache, left padding, from
 ``inputs_embeds``.
-
-Prompts and the placeholder tokens added to the LLM's tokenizer: :mod:`.vqa_prompt`. The frozen features
-of a batch (:mod:`.vqa_features`) can be precomputed once for a training set and passed as ``frozen=``.
 """
 
 from __future__ import annotations

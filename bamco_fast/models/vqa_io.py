@@ -178,7 +178,7 @@ def merge(model, folder: Path | str, *, overwrite: bool = True) -> Path:
 
 def load_trainable(model, folder: Path | str, *, llm_weights: bool = True) -> None:
     """Load what :meth:`save_trainable` wrote into this model (same config and hidden size)."""
-    from safetensors.torch import load_file
+    from ._folders import read_safetensors
 
     folder = Path(folder)
     meta = read_vqa_meta(folder)
@@ -187,7 +187,7 @@ def load_trainable(model, folder: Path | str, *, llm_weights: bool = True) -> No
             f"llm: hidden size {model.hidden_size} does not match the saved projectors' {meta['hidden_size']} "
             f"({folder / _META})"
         )
-    state = load_file(str(folder / _PROJECTORS))
+    state = read_safetensors(folder / _PROJECTORS, "projector weights")
     own = model.projector_state_dict()
     if set(state) != set(own):
         raise ValueError(
@@ -207,7 +207,7 @@ def load_trainable(model, folder: Path | str, *, llm_weights: bool = True) -> No
 
         if not is_peft_model(model.llm):
             raise ValueError(f"{folder}: holds LoRA adapters but this model has lora={model.config.lora!r}")
-        adapter = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+        adapter = read_safetensors(folder / "adapter" / "adapter_model.safetensors", "LoRA adapter weights")
         result = set_peft_model_state_dict(model.llm, {k: v.to(model.device) for k, v in adapter.items()})
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         if unexpected:

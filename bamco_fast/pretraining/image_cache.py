@@ -106,6 +106,61 @@ def _atomic_torch_save(value: object, path: Path) -> None:
         raise
 
 
+def _load_saved(
+    cache_file: Path | str | None,
+    resolution: int,
+    names: tuple[str, ...],
+    fingerprint: list[tuple[str, int, int]],
+) -> ImageCache | None:
+    """The cache saved in ``cache_file`` when its format, resolution, fingerprint and names all match, else None."""
+    if cache_file is None or not Path(cache_file).is_file():
+        return None
+    try:
+        saved = torch.load(Path(cache_file), map_location="cpu", weights_only=True)
+    except Exception:  # unreadable or foreign file: rebuild it
+        saved = None
+    if (
+        isinstance(saved, dict)
+        and saved.get("format") == _FORMAT
+        and saved.get("resolution") == resolution
+        and saved.get("fingerprint") == [list(f) for f in fingerprint]
+        and tuple(saved.get("names", ())) == names
+    ):
+        return ImageCache(saved["images"], saved["sizes"], names, resolution)
+    return None
+
+
+def _decode_all(
+    paths: list[Path], resolution: int, workers: int | None, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every path into ``(N, 3, R, R)`` uint8 images (top-left, zero padded) and ``(N, 2)`` int64 sizes."""
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    images = torch.zeros(len(paths), 3, resolution, resolution, dtype=torch.uint8)
+    sizes = torch.zeros(len(paths), 2, dtype=torch.int64)
+
+    def load(i: int) -> None:
+        try:
+            data = decode_image(paths[i], resolution)
+        except Exception as exc:
+            raise ValueError(f"cannot decode image {paths[i]}: {exc}") from exc
+        images[i, :, : data.shape[1], : data.shape[2]] = data
+        sizes[i, 0], sizes[i, 1] = data.shape[1], data.shape[2]
+
+    indices = range(len(paths))
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc="decoding images", unit="img")
+    if workers == 1:
+        for i in indices:
+            load(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(load, indices):
+                pass
+    return images, sizes
+
+
 def build_image_cache(
     paths: Sequence[Path | str],
     resolution: int = 256,
@@ -138,44 +193,11 @@ def build_image_cache(
     if missing:
         raise FileNotFoundError(f"{len(missing)} image file(s) not found, first: {missing[:5]}")
     fingerprint = _fingerprint(paths)
-    if cache_file is not None and Path(cache_file).is_file():
-        try:
-            saved = torch.load(Path(cache_file), map_location="cpu", weights_only=True)
-        except Exception:  # unreadable or foreign file: rebuild it
-            saved = None
-        if (
-            isinstance(saved, dict)
-            and saved.get("format") == _FORMAT
-            and saved.get("resolution") == resolution
-            and saved.get("fingerprint") == [list(f) for f in fingerprint]
-            and tuple(saved.get("names", ())) == names
-        ):
-            return ImageCache(saved["images"], saved["sizes"], names, resolution)
+    saved = _load_saved(cache_file, resolution, names, fingerprint)
+    if saved is not None:
+        return saved
 
-    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
-    images = torch.zeros(len(paths), 3, resolution, resolution, dtype=torch.uint8)
-    sizes = torch.zeros(len(paths), 2, dtype=torch.int64)
-
-    def load(i: int) -> None:
-        try:
-            data = decode_image(paths[i], resolution)
-        except Exception as exc:
-            raise ValueError(f"cannot decode image {paths[i]}: {exc}") from exc
-        images[i, :, : data.shape[1], : data.shape[2]] = data
-        sizes[i, 0], sizes[i, 1] = data.shape[1], data.shape[2]
-
-    indices = range(len(paths))
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="decoding images", unit="img")
-    if workers == 1:
-        for i in indices:
-            load(i)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(load, indices):
-                pass
+    images, sizes = _decode_all(paths, resolution, workers, progress)
     cache = ImageCache(images, sizes, names, resolution)
     if cache_file is not None:
         _atomic_torch_save(

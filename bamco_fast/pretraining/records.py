@@ -24,7 +24,7 @@ entity name as their definition text (``missing_definition="name"``, default) or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +136,94 @@ def _listing(names: Sequence[str]) -> str:
     return f"{len(names)}: {shown}{more}"
 
 
+def _kept_records(
+    items: list[KnowledgeRecord], source: str, missing_definition: str
+) -> tuple[list[KnowledgeRecord], int]:
+    """The records kept (``def_head: null`` ones dropped when ``missing_definition="drop"``) and the drop count."""
+    kept: list[KnowledgeRecord] = []
+    dropped = 0
+    for record in items:
+        if record.def_head is None and missing_definition == "drop":
+            dropped += 1
+            continue
+        kept.append(record)
+    if not kept:
+        raise KnowledgeTableError(
+            f"{source}: all {len(items)} records have def_head null and missing_definition='drop'"
+        )
+    return kept, dropped
+
+
+def _image_index(
+    kept: list[KnowledgeRecord], image_root: Path, source: str, check_images: bool
+) -> dict[str, int]:
+    """Distinct image name -> index (first-appearance order), checked to exist under ``image_root``."""
+    image_index: dict[str, int] = {}
+    for record in kept:
+        image_index.setdefault(record.image, len(image_index))
+    if check_images:
+        if not image_root.is_dir():
+            raise KnowledgeTableError(
+                f"image_root {image_root} is not a folder (expected the dataset's images)"
+            )
+        missing = [name for name in image_index if not (image_root / name).is_file()]
+        if missing:
+            raise KnowledgeTableError(
+                f"{source} names images that do not exist under {image_root} ({_listing(missing)})"
+            )
+    return image_index
+
+
+def _class_list(
+    heads: list[str], classes: Sequence[str] | None, norm: Callable[[str], str], lowercase: bool
+) -> tuple[str, ...]:
+    """The class names: the distinct ``heads`` (first appearance) or the normalised ``classes`` given."""
+    if classes is None:
+        return tuple(dict.fromkeys(heads))
+    class_list = tuple(dict.fromkeys(norm(c) for c in classes))
+    if len(class_list) != len(classes):
+        raise ValueError(f"classes holds duplicates (after lower-casing: {lowercase}): {list(classes)}")
+    return class_list
+
+
+def _index_records(
+    kept: list[KnowledgeRecord],
+    heads: list[str],
+    class_list: tuple[str, ...],
+    image_index: dict[str, int],
+    norm: Callable[[str], str],
+) -> tuple[
+    list[int], list[int], list[tuple[int, int, int]], list[dict[int, None]], list[int], tuple[str, ...]
+]:
+    """Per-record class, image and text indices, per-class image pools and record counts, the string table.
+
+    Returns ``(record_class, record_image, record_text, pools, counts, strings)``; ``record_class`` is
+    ``-1`` for a head outside ``class_list``; ``pools[c]`` holds class ``c``'s distinct image indices
+    (insertion order); ``strings`` are the distinct texts in first-appearance order.
+    """
+    class_index = {name: i for i, name in enumerate(class_list)}
+    string_index: dict[str, int] = {}
+
+    def intern(text: str) -> int:
+        return string_index.setdefault(text, len(string_index))
+
+    record_class, record_image, record_text = [], [], []
+    pools: list[dict[int, None]] = [{} for _ in class_list]
+    counts = [0] * len(class_list)
+    for record, head in zip(kept, heads):
+        c = class_index.get(head, -1)
+        i = image_index[record.image]
+        record_class.append(c)
+        record_image.append(i)
+        if c >= 0:
+            counts[c] += 1
+            pools[c][i] = None
+        definition = norm(record.def_head) if record.def_head is not None else head
+        relation = f"{norm(record.relation)} {norm(record.tail_entity)}"
+        record_text.append((intern(head), intern(definition), intern(relation)))
+    return record_class, record_image, record_text, pools, counts, tuple(string_index)
+
+
 def load_knowledge_table(
     records: Path | str | Sequence[KnowledgeRecord],
     image_root: Path | str,
@@ -184,61 +272,13 @@ def load_knowledge_table(
     def norm(text: str) -> str:
         return text.lower() if lowercase else text
 
-    kept: list[KnowledgeRecord] = []
-    dropped = 0
-    for record in items:
-        if record.def_head is None and missing_definition == "drop":
-            dropped += 1
-            continue
-        kept.append(record)
-    if not kept:
-        raise KnowledgeTableError(
-            f"{source}: all {len(items)} records have def_head null and missing_definition='drop'"
-        )
-
-    image_index: dict[str, int] = {}
-    for record in kept:
-        image_index.setdefault(record.image, len(image_index))
-    images = tuple(image_index)
-    if check_images:
-        if not image_root.is_dir():
-            raise KnowledgeTableError(
-                f"image_root {image_root} is not a folder (expected the dataset's images)"
-            )
-        missing = [name for name in images if not (image_root / name).is_file()]
-        if missing:
-            raise KnowledgeTableError(
-                f"{source} names images that do not exist under {image_root} ({_listing(missing)})"
-            )
-
+    kept, dropped = _kept_records(items, source, missing_definition)
+    image_index = _image_index(kept, image_root, source, check_images)
     heads = [norm(r.head_entity) for r in kept]
-    if classes is None:
-        class_list = tuple(dict.fromkeys(heads))
-    else:
-        class_list = tuple(dict.fromkeys(norm(c) for c in classes))
-        if len(class_list) != len(classes):
-            raise ValueError(f"classes holds duplicates (after lower-casing: {lowercase}): {list(classes)}")
-    class_index = {name: i for i, name in enumerate(class_list)}
-
-    string_index: dict[str, int] = {}
-
-    def intern(text: str) -> int:
-        return string_index.setdefault(text, len(string_index))
-
-    record_class, record_image, record_text = [], [], []
-    pools: list[dict[int, None]] = [{} for _ in class_list]
-    counts = [0] * len(class_list)
-    for record, head in zip(kept, heads):
-        c = class_index.get(head, -1)
-        i = image_index[record.image]
-        record_class.append(c)
-        record_image.append(i)
-        if c >= 0:
-            counts[c] += 1
-            pools[c][i] = None
-        definition = norm(record.def_head) if record.def_head is not None else head
-        relation = f"{norm(record.relation)} {norm(record.tail_entity)}"
-        record_text.append((intern(head), intern(definition), intern(relation)))
+    class_list = _class_list(heads, classes, norm, lowercase)
+    record_class, record_image, record_text, pools, counts, strings = _index_records(
+        kept, heads, class_list, image_index, norm
+    )
 
     empty = [name for name, pool in zip(class_list, pools) if not pool]
     if empty and not allow_empty_classes:
@@ -254,8 +294,8 @@ def load_knowledge_table(
         image_root=image_root,
         classes=class_list,
         class_counts=torch.tensor(counts, dtype=torch.int64),
-        images=images,
-        strings=tuple(string_index),
+        images=tuple(image_index),
+        strings=strings,
         record_class=torch.tensor(record_class, dtype=torch.int64),
         record_image=torch.tensor(record_image, dtype=torch.int64),
         record_text=torch.tensor(record_text, dtype=torch.int64).reshape(-1, 3),

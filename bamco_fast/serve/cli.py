@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import socket
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,25 +127,22 @@ def serve(options: ServeOptions) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        options = parse_options(args)
-        if importlib.util.find_spec("gradio") is None:
-            raise ValueError(
-                "python -m bamco_fast.serve needs Gradio: pip install 'bamco_fast[serve]' (or 'gradio>=5')"
-            )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from ..data.images import ImageDecodeError
-    from ..inference import RunError
-
+def _run(args) -> int:
+    options = parse_options(args)
+    if importlib.util.find_spec("gradio") is None:
+        raise ValueError(
+            "python -m bamco_fast.serve needs Gradio: pip install 'bamco_fast[serve]' (or 'gradio>=5')"
+        )
     try:
         return serve(options)
-    except (RunError, ImageDecodeError, OSError) as exc:  # OSError: e.g. the port was taken meanwhile
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C is how the page is stopped
         return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status (one line and 2
+    for bad input or a port taken meanwhile: :mod:`bamco_fast.boundary`)."""
+    from ..boundary import run_command
+
+    args = build_parser().parse_args(argv)
+    return run_command("serve", lambda: _run(args))

@@ -55,6 +55,7 @@ def tiny_bert(tmp_path_factory):
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
+        model_max_length=512,
     )
     fast.save_pretrained(folder)
     torch.manual_seed(0)

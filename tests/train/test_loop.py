@@ -13,8 +13,9 @@ from toy_task import ToyTask
 
 from bamco_fast.train.core.checkpoint import load_checkpoint
 from bamco_fast.train.core.config import LoopConfig, OptimConfig, config_to_dict
-from bamco_fast.train.core.loop import build_optimizer, lr_factor, train
+from bamco_fast.train.core.loop import train
 from bamco_fast.train.core.metrics_log import read_metrics
+from bamco_fast.train.core.optim import build_optimizer, lr_factor
 from bamco_fast.train.core.runtime import Runtime
 
 CPU = Runtime(device=torch.device("cpu"))

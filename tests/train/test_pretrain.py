@@ -110,9 +110,13 @@ def test_stop_resume_matches_uninterrupted_run(data, tmp_path):
     )
     assert not (tmp_path / "run" / "knowledge_space").exists()
     assert load_checkpoint(tmp_path / "run")["step"] == 2
-    assert pretrain_main(["--resume", str(tmp_path / "run")]) == 0  # the saved configuration, nothing else
+    moved = tmp_path / "elsewhere" / "moved-run"
+    moved.parent.mkdir()
+    (tmp_path / "run").rename(moved)  # the run folder is moved before it is resumed
+    assert pretrain_main(["--resume", str(moved)]) == 0  # the saved configuration, nothing else
+    assert json.loads((moved / "config.json").read_text())["out"] == "."  # paths inside the run are relative
     ref = load_checkpoint(tmp_path / "ref")["model"]
-    resumed = load_checkpoint(tmp_path / "run")["model"]
+    resumed = load_checkpoint(moved)["model"]
     assert ref.keys() == resumed.keys()
     for key in ref:
         assert torch.equal(ref[key], resumed[key]), key

@@ -283,3 +283,39 @@ def test_intra_bank_from_another_knowledge_file_is_a_clear_error(slake_run):
         ValueError, match="classes have no record there .*the knowledge file the space was trained on"
     ):
         build_intra_bank(KnowledgeSpace.load(ks_dir), paths.knowledge["train"], paths.images)
+
+
+def test_resume_alone_continues_a_moved_vqa_run_exactly(tmp_path):
+    """``--resume RUN`` alone continues a stopped run after its folder moved, ending where an uninterrupted
+    run ends (weights and answers)."""
+    import torch
+
+    from bamco_fast.models.tiny import build_tiny_towers
+    from bamco_fast.train.core.checkpoint import load_checkpoint
+
+    towers = build_tiny_towers(tmp_path / "towers", ["what is present", "pathology"], image_size=64)
+    sets = [
+        f"data.root={shared_data('pathvqa')}",
+        f"model.towers=local-dir:{towers}",
+        "data.max_train=48",
+        "data.max_validate=16",
+        "data.max_evaluate=16",
+        "loop.epochs=2",
+        "loop.progress=false",
+        "loop.tensorboard=false",
+        "eval.n_boot=10",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    assert vqa_main(["--preset", "pathvqa-tiny", "--out", str(tmp_path / "ref"), *args]) == 0
+    stop = ["--set", "loop.stop_at_step=3"]
+    assert vqa_main(["--preset", "pathvqa-tiny", "--out", str(tmp_path / "run"), *args, *stop]) == 0
+    assert not (tmp_path / "run" / "model").exists()
+    moved = tmp_path / "moved" / "run"
+    moved.parent.mkdir()
+    (tmp_path / "run").rename(moved)
+    assert vqa_main(["--resume", str(moved)]) == 0
+    ref, resumed = load_checkpoint(tmp_path / "ref")["model"], load_checkpoint(moved)["model"]
+    assert ref.keys() == resumed.keys() and all(torch.equal(ref[k], resumed[k]) for k in ref)
+    assert (moved / "predictions_test.jsonl").read_text() == (
+        tmp_path / "ref" / "predictions_test.jsonl"
+    ).read_text()

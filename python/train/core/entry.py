@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bamco_fast.boundary import UsageError, run_command
+from bamco_fast.data.jsonio import is_read_only
 
 from .config import (
     RESUME_FREE_KEYS,
@@ -251,7 +252,7 @@ def check_run_folder(request: Request) -> None:
         raise UsageError(f"{flag}: cannot write into {str(existing)!r} (permission denied)")
     for name in ("metrics.jsonl", CONFIG_FILE, "checkpoints/latest.json", "run.json"):
         path = folder / name
-        if path.exists() and request.mode != "eval" and not os.access(path, os.W_OK):
+        if path.is_file() and request.mode != "eval" and is_read_only(path):
             raise UsageError(f"{flag}: {path} is read-only; the run must rewrite it")
     if (folder / "checkpoints").is_dir() and not os.access(folder / "checkpoints", os.W_OK | os.X_OK):
         raise UsageError(f"{flag}: cannot write into {folder / 'checkpoints'} (permission denied)")

@@ -1,6 +1,7 @@
 """PNG of a run's curves from ``metrics.jsonl``: training losses per step, validation metrics per eval.
 
-matplotlib is imported inside :func:`plot_metrics` with the non-interactive ``Agg`` backend.
+matplotlib is imported inside :func:`plot_metrics` with the non-interactive ``Agg`` backend; it comes with
+the ``train`` extra (``pip install bamco_fast[train]``), and without it no plot is drawn (a note says so).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def plot_metrics(
     val = [r for r in rows if r.get("split") == "val"]
     if not train and not val:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"note: {png_path} not drawn: matplotlib is not installed (pip install bamco_fast[train])")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

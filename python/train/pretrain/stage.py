@@ -77,7 +77,8 @@ def _train_one(prep: Prepared, run_dir: Path, resume: Path | None, log=print) ->
 
     from ..core.checkpoint import load_checkpoint
     from ..core.config import save_resolved, saved_dict
-    from ..core.loop import load_trainable_state, train
+    from ..core.loop import train
+    from ..core.optim import load_trainable_state
     from .prepare import evaluator
     from .task import PretrainTask
 

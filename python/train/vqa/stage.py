@@ -122,7 +122,8 @@ def _train_run(config: VQAConfig, request: Request, runtime) -> int:
     from bamco_fast.inference import MODEL_DIR
 
     from ..core.config import saved_dict
-    from ..core.loop import load_trainable_state, train
+    from ..core.loop import train
+    from ..core.optim import load_trainable_state
     from .task import VQATask
 
     out = Path(config.out)
@@ -199,7 +200,7 @@ def _evaluate_run(config: VQAConfig, request: Request, runtime) -> int:
 def _evaluate(prep: Prepared, model, out: Path) -> int:
     from bamco_fast.evaluate.html_report import write_report_html
 
-    from ..core.loop import autocast
+    from ..core.optim import autocast
     from .evaluate import predict_records, write_evaluation
 
     config, splits = prep.config, prep.splits
