@@ -22,7 +22,7 @@ install: $(STAMP)
 demo: install
 	rm -rf runs/demo
 	$(BIN)/python -m bamco_fast.train pretrain --out runs/demo/pretrain
-	$(BIN)/python -m bamco_fast.train vqa --knowledge-space runs/demo/pretrain --set out=runs/demo/vqa
+	$(BIN)/python -m bamco_fast.train vqa --knowledge-space runs/demo/pretrain --out runs/demo/vqa
 
 # The README's VQA results table: tiny local models on CPU on the real datasets in ../shared/data, each
 # run on one thread; independent runs in parallel with `make -j2 tiny-results` (about 9 minutes on 2 cores).

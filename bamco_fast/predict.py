@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--knowledge-space", type=Path, help="knowledge-space run, if it moved since training"
     )
+    parser.add_argument(
+        "--model", type=Path, help="another saved model of the run, e.g. a merged copy (default: RUN/model)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's eval setting")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
@@ -183,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.out, "--out")
     from bamco_fast.inference import answer_questions, load_run
 
-    loaded = load_run(args.run, knowledge_space=args.knowledge_space, device=args.device)
+    loaded = load_run(
+        args.run, knowledge_space=args.knowledge_space, device=args.device, model_dir=args.model
+    )
     _warn_truncated(loaded.model, questions)
     answers = answer_questions(
         loaded,

@@ -39,9 +39,6 @@ first in the run so nothing freed earlier inflates it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import os
 import sys
 import time
@@ -54,7 +51,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from frozen_caches import image_feature_cache, text_feature_cache
-from memory import peak_extra_rss
+from memory import peak_extra_rss, release_freed_memory
 from published_pretrain import PublishedPipeline, StepResult, published_model
 from random_folders import random_towers_folder
 from step_profile import PHASES, StepProfiler, adamw_as_published
@@ -237,16 +234,10 @@ def run_row(setup: Setup, row: str, batch: int, rounds: int) -> dict:
     return summarise(row, batch, [step() for _ in range(rounds)], facts)
 
 
-def _release_freed_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(OSError):  # glibc: hand freed heap pages back so the baseline RSS is honest
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def run_batch48(setup: Setup) -> dict:
     """One step of ours at batch 48 with the process's peak RSS during it."""
     step, facts = prepare_row(setup, "ours", BATCH_48, 1)
-    _release_freed_memory()
+    release_freed_memory()
     with peak_extra_rss() as peak:
         result = step()
     out = summarise("ours", BATCH_48, [result], facts)

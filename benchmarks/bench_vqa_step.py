@@ -35,9 +35,6 @@ question at a time, on the same model.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import os
 import sys
 import time
@@ -48,7 +45,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memory import peak_extra_rss, rss_bytes
+from memory import peak_extra_rss, release_freed_memory, rss_bytes
 from published_vqa import PublishedIntraLoader, PublishedVQAStep, StepResult
 from random_folders import random_llm_folder, random_towers_folder
 from vqa_step_profile import PHASES, VQAStepProfiler
@@ -220,12 +217,6 @@ def feature_cache(setup: Setup, batches: list[list]) -> tuple[list, dict]:
     return out, facts
 
 
-def _release_freed_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(OSError):  # glibc: hand freed heap pages back so the baseline RSS is honest
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def run_row(setup: Setup, row: str, batch: int = BATCH, steps: int = 2) -> dict:
     """One warm-up step, then ``steps`` timed steps (the last one with its peak memory)."""
     if row not in ROWS:
@@ -249,7 +240,7 @@ def run_row(setup: Setup, row: str, batch: int = BATCH, steps: int = 2) -> dict:
 
     step(0)
     results = [step(i) for i in range(1, steps)]
-    _release_freed_memory()
+    release_freed_memory()
     with peak_extra_rss() as peak:
         results.append(step(steps))
     best = min(results, key=lambda r: r.times["total"])

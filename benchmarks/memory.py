@@ -2,39 +2,26 @@
 
 ``ru_maxrss`` is a lifetime high-water mark: after ``import torch`` it already sits above what a small
 step allocates, so differences of it read 0. ``VmHWM`` can be reset to the current RSS through
-``/proc/self/clear_refs``; the peak of a step is then ``VmHWM`` after it minus the RSS before it.
+``/proc/self/clear_refs`` (:mod:`bamco_fast.train.core.memory`); the peak of a step is then ``VmHWM``
+after it minus the RSS before it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import resource
+import ctypes
+import gc
+
+from bamco_fast.train.core.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+
+__all__ = ["peak_extra_rss", "peak_rss_bytes", "release_freed_memory", "reset_peak_rss", "rss_bytes"]
 
 
-def rss_bytes() -> int:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak RSS since the last :func:`reset_peak_rss` (``VmHWM``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS (``clear_refs`` 5); False where the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back (glibc), so a baseline RSS is honest."""
+    gc.collect()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextlib.contextmanager

@@ -255,6 +255,7 @@ def _launch_grad(
         groups.views_per_group,
         groups.num_groups,
         num_views - 1 if groups.pairs else 1,  # groups each view belongs to
+        groups.num_part_rows,
         row_programs,
         features.stride(0),
         features.stride(1),
@@ -312,7 +313,7 @@ def _bamco_loss_triton(
     f32 = torch.float32
 
     partials = torch.empty((3, plan.num_splits, groups.num_part_rows), dtype=f32, device=device)
-    lse = torch.empty((groups.num_part_rows,), dtype=f32, device=device)
+    lse = torch.empty((2, groups.num_part_rows), dtype=f32, device=device)  # row max m, log2 sum exp2(x - m)
     counts = torch.empty((num_classes,), dtype=f32, device=device)
     loss = torch.empty((), dtype=features.dtype, device=device)
 

@@ -14,8 +14,8 @@ exists; extra memory is O(V^2 B + C) floats:
   and keeps an online row maximum, sum of ``exp2`` and the sum of positive similarities. It writes the
   partial (m, sumexp, pos) of every row and split. Splitting the keys fills the GPU when the batch is small
   (B = 48 gives only one or two row blocks per group).
-* ``_finish_kernel``, one program: merges the splits into the exact log-sum-exp of every row (stored in
-  the log2 domain for the gradient), reduces the loss in a fixed order (deterministic) and, when the
+* ``_finish_kernel``, one program: merges the splits into the exact log-sum-exp of every row (stored as
+  the row maximum and log2 of the sum, apart, for the gradient), reduces the loss in a fixed order (deterministic) and, when the
   counts were computed inline, writes the ``n_c`` table for the gradient kernel.
 * ``_grad_kernel`` (only when ``compute_grad``), FlashAttention-shaped, no atomics: a program owns a
   block of rows of one view (or a block of prototypes) and a slice of D, streams the keys of every group
@@ -35,115 +35,16 @@ log-sum-exp uses an online maximum, never a fixed shift, so any T > 0 is stable.
 import triton
 import triton.language as tl
 
-from ._probe import triton_interpreted
-
-
-# --------------------------------------------------------------------------------------------------
-# Device helpers
-# --------------------------------------------------------------------------------------------------
-@triton.jit
-def _pair_views(g, V):
-    """Views (a, b) of pair group g (``PAIRS``): g = (d - 1) V + a, b = (a + d) mod V.
-
-    For odd V, d runs over 1..(V-1)/2 and a over 0..V-1; for even V the last offset d = V/2 only takes
-    a < V/2. This enumerates every unordered pair exactly once, V (V - 1) / 2 groups in all.
-    """
-    a = g % V
-    b = (a + g // V + 1) % V
-    return a, b
-
-
-@triton.jit
-def _group_rows(t, B, V, va, vb, PAIRS: tl.constexpr):
-    """Group-local row indices t = slot * B + i -> (view, sample i, index into the per-row buffers).
-
-    All views (not ``PAIRS``): slot = view and the buffer index is t itself (V*B rows). ``PAIRS``: slot 0 is view ``va``,
-    slot 1 is view ``vb``; the buffer row of (view, other view, i) is (view * V + other) * B + i.
-    """
-    slot = t // B
-    i = t - slot * B
-    if not PAIRS:
-        view = slot
-        idx = t
-    else:
-        view = tl.where(slot == 0, va, vb)
-        other = tl.where(slot == 0, vb, va)
-        idx = (view * V + other) * B + i
-    return view, i, idx
-
-
-@triton.jit
-def _class_counts(y, labels_ptr, B, SIZE: tl.constexpr, BLOCK_L: tl.constexpr):
-    """n_c for a vector of class ids ``y`` (SIZE,) by comparison against all B labels (float32)."""
-    n = tl.zeros([SIZE], dtype=tl.float32)
-    for l0 in range(0, B, BLOCK_L):
-        offs = l0 + tl.arange(0, BLOCK_L)
-        lab = tl.load(labels_ptr + offs, mask=offs < B, other=-1)
-        n += tl.sum((y[:, None] == lab[None, :]).to(tl.float32), axis=1)
-    return n
-
-
-@triton.jit
-def _counts_of(
-    y, mask, labels_ptr, n_ptr, B, SIZE: tl.constexpr, BLOCK_L: tl.constexpr, INLINE: tl.constexpr
-):
-    """n_c for class ids ``y``: inline comparison or a lookup in the count table (1.0 where masked)."""
-    if INLINE:
-        n = _class_counts(y, labels_ptr, B, SIZE, BLOCK_L)
-    else:
-        n = tl.load(n_ptr + y, mask=mask, other=1.0)
-    return tl.where(mask, n, 1.0)
-
-
-# The interpreter's ``tl.dot`` reads bfloat16 operands as raw bits (numpy has no bfloat16), so under
-# TRITON_INTERPRET=1 the 16-bit operands are widened to fp32 first. A product of two bf16 or fp16 values is
-# exact in fp32, so this is the tensor-core result (fp32 accumulation) up to the order of the sums. On a GPU
-# the flag is False and the branch is compiled away.
-_INTERPRETED = triton_interpreted()
-_WIDEN_DOT = tl.constexpr(_INTERPRETED)
-
-
-@triton.jit
-def _mma(a, b, acc, PRECISION: tl.constexpr):
-    """``acc + a @ b`` with fp32 accumulation (``input_precision`` applies to fp32 operands)."""
-    if _WIDEN_DOT:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc=acc, input_precision="ieee")
-    return tl.dot(a, b, acc=acc, input_precision=PRECISION)
-
-
-@triton.jit
-def _sim_tile(
-    a_rows,
-    a_mask,
-    b_rows,
-    b_mask,
-    D,
-    BLOCK_A: tl.constexpr,
-    BLOCK_B: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    """s = A B^T (BLOCK_A, BLOCK_B) in fp32 for row pointer vectors ``a_rows`` / ``b_rows`` (unit stride)."""
-    s = tl.zeros([BLOCK_A, BLOCK_B], dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        offs_d = d0 + tl.arange(0, BLOCK_D)
-        dmask = offs_d < D
-        a = tl.load(a_rows[:, None] + offs_d[None, :], mask=a_mask[:, None] & dmask[None, :], other=0.0)
-        b = tl.load(b_rows[:, None] + offs_d[None, :], mask=b_mask[:, None] & dmask[None, :], other=0.0)
-        s = _mma(a, tl.trans(b), s, PRECISION)
-    return s
-
-
-@triton.jit
-def _online_update(s, valid, same, same_bias, other_bias, scale2, m, sumexp, pos):
-    """One key tile of the online log-sum-exp (log2 domain) and of the positive similarity sum."""
-    x = s * scale2 + tl.where(same, same_bias[:, None], other_bias[None, :])
-    x = tl.where(valid, x, float("-inf"))
-    m_new = tl.maximum(m, tl.max(x, axis=1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    sumexp = sumexp * tl.exp2(m - m_safe) + tl.sum(tl.exp2(x - m_safe[:, None]), axis=1)
-    pos += tl.sum(tl.where(valid & same, s, 0.0), axis=1)
-    return m_new, sumexp, pos
+from .bamco_loss_tiles import (
+    _class_counts,
+    _counts_of,
+    _group_rows,
+    _logits,
+    _mma,
+    _online_update,
+    _pair_views,
+    _sim_tile,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,8 +169,10 @@ def _finish_kernel(
     BLOCK_ROWS: tl.constexpr,
     BLOCK_L: tl.constexpr,
 ):
-    """One program: merge the key splits, store lse (log2 domain) per row, write the loss.
+    """One program: merge the key splits, store the row statistics, write the loss.
 
+    lse_ptr is (2, num_part_rows) float32: the row maximum m of x and l = log2(sum exp2(x - m)), kept apart so
+    that the gradient's exponent (x - m) - l loses nothing to an lse of size 1/T (lse = (m + l) ln 2).
     loss = coef * sum_rows (lse_r - pos_r / (T k n_y)), summed in a fixed order. With WRITE_COUNTS the
     count table n_ptr (C,) is filled too (the gradient kernel reads it).
     """
@@ -293,11 +196,13 @@ def _finish_kernel(
                 m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
                 sumexp = sumexp * tl.exp2(m - m_safe) + sumexp_s * tl.exp2(m_s - m_safe)
                 m = m_new
-            lse2 = tl.where(rmask, m + tl.log2(tl.where(rmask, sumexp, 1.0)), 0.0)
-            tl.store(lse_ptr + idx, lse2, mask=rmask)
+            m = tl.where(rmask, m, 0.0)
+            l2 = tl.where(rmask, tl.log2(tl.where(rmask, sumexp, 1.0)), 0.0)
+            tl.store(lse_ptr + idx, m, mask=rmask)
+            tl.store(lse_ptr + num_part_rows + idx, l2, mask=rmask)
             y = tl.load(labels_ptr + i_r, mask=rmask, other=-2)
             n = _counts_of(y, rmask, labels_ptr, n_ptr, B, BLOCK_ROWS, BLOCK_L, INLINE_COUNTS)
-            row = lse2 * 0.6931471805599453 - pos * inv_t / (views_per_group * n)
+            row = (m * 0.6931471805599453 - pos * inv_t / (views_per_group * n)) + l2 * 0.6931471805599453
             total += tl.where(rmask, row, 0.0)
     tl.store(loss_ptr, (tl.sum(total, axis=0) * coef).to(loss_ptr.dtype.element_ty))
     if WRITE_COUNTS:
@@ -324,6 +229,7 @@ def _grad_kernel(
     views_per_group,
     num_groups,
     groups_per_view,
+    num_part_rows,
     NUM_ROW_PROGRAMS,
     stride_fb,
     stride_fv,
@@ -375,7 +281,8 @@ def _grad_kernel(
                 vb = (v + 1 + mi) % V
                 r = i
                 idx_r = (v * V + vb) * B + i
-            lse_r = tl.load(lse_ptr + idx_r, mask=imask, other=0.0)
+            m_r = tl.load(lse_ptr + idx_r, mask=imask, other=0.0)
+            l_r = tl.load(lse_ptr + num_part_rows + idx_r, mask=imask, other=0.0)
             for t0 in range(0, rows_in_group, BLOCK_N):
                 t = t0 + tl.arange(0, BLOCK_N)
                 tmask = t < rows_in_group
@@ -383,19 +290,19 @@ def _grad_kernel(
                 col_ptrs = feat_ptr + i_t.to(tl.int64) * stride_fb + view_t * stride_fv
                 y_t = tl.load(labels_ptr + i_t, mask=tmask, other=-1)
                 kn_t = views_per_group * tl.load(n_ptr + y_t, mask=tmask, other=1.0)
-                lse_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
+                m_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
+                l_t = tl.load(lse_ptr + num_part_rows + idx_t, mask=tmask, other=0.0)
                 s = _sim_tile(row_ptrs, imask, col_ptrs, tmask, D, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
                 valid = imask[:, None] & tmask[None, :] & (r[:, None] != t[None, :])
                 same = y_r[:, None] == y_t[None, :]
-                sx = s * scale2
                 # anchor r, key t
-                x1 = sx + tl.where(same, same_bias_r[:, None], -tl.log2(kn_t + 1.0)[None, :])
+                x1 = _logits(s, scale2, tl.where(same, same_bias_r[:, None], -tl.log2(kn_t + 1.0)[None, :]))
                 # invalid lanes (padding, the diagonal) get exp2(-inf) = 0 instead of a possible overflow
-                g1 = tl.exp2(tl.where(valid, x1 - lse_r[:, None], float("-inf")))
+                g1 = tl.exp2(tl.where(valid, (x1 - m_r[:, None]) - l_r[:, None], float("-inf")))
                 g1 -= tl.where(same, inv_pos_r[:, None], 0.0)
                 # anchor t, key r
-                x2 = sx + tl.where(same, -tl.log2(kn_t)[None, :], other_bias_r[:, None])
-                g2 = tl.exp2(tl.where(valid, x2 - lse_t[None, :], float("-inf")))
+                x2 = _logits(s, scale2, tl.where(same, -tl.log2(kn_t)[None, :], other_bias_r[:, None]))
+                g2 = tl.exp2(tl.where(valid, (x2 - m_t[None, :]) - l_t[None, :], float("-inf")))
                 g2 -= tl.where(same, (1.0 / kn_t)[None, :], 0.0)
                 gt = tl.where(valid, g1 + g2, 0.0)
                 kt = tl.load(
@@ -410,10 +317,12 @@ def _grad_kernel(
                 s = _sim_tile(row_ptrs, imask, col_ptrs, cmask, D, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
                 valid = imask[:, None] & cmask[None, :]
                 same = y_r[:, None] == c[None, :]
-                x1 = s * scale2 + tl.where(
-                    same, same_bias_r[:, None], -tl.log2(views_per_group * n_c + 1.0)[None, :]
+                x1 = _logits(
+                    s,
+                    scale2,
+                    tl.where(same, same_bias_r[:, None], -tl.log2(views_per_group * n_c + 1.0)[None, :]),
                 )
-                g1 = tl.exp2(tl.where(valid, x1 - lse_r[:, None], float("-inf")))
+                g1 = tl.exp2(tl.where(valid, (x1 - m_r[:, None]) - l_r[:, None], float("-inf")))
                 gt = tl.where(valid, g1 - tl.where(same, inv_pos_r[:, None], 0.0), 0.0)
                 pt = tl.load(
                     col_ptrs[:, None] + do[None, :], mask=cmask[:, None] & do_mask[None, :], other=0.0
@@ -435,12 +344,13 @@ def _grad_kernel(
                 col_ptrs = feat_ptr + i_t.to(tl.int64) * stride_fb + view_t * stride_fv
                 y_t = tl.load(labels_ptr + i_t, mask=tmask, other=-1)
                 kn_t = views_per_group * tl.load(n_ptr + y_t, mask=tmask, other=1.0)
-                lse_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
+                m_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
+                l_t = tl.load(lse_ptr + num_part_rows + idx_t, mask=tmask, other=0.0)
                 s = _sim_tile(proto_rows, cmask, col_ptrs, tmask, D, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
                 valid = cmask[:, None] & tmask[None, :]
                 same = c[:, None] == y_t[None, :]
-                x = s * scale2 + tl.where(same, -tl.log2(kn_t)[None, :], other_bias_c[:, None])
-                gt = tl.exp2(tl.where(valid, x - lse_t[None, :], float("-inf")))
+                x = _logits(s, scale2, tl.where(same, -tl.log2(kn_t)[None, :], other_bias_c[:, None]))
+                gt = tl.exp2(tl.where(valid, (x - m_t[None, :]) - l_t[None, :], float("-inf")))
                 gt = tl.where(valid, gt - tl.where(same, (1.0 / kn_t)[None, :], 0.0), 0.0)
                 zt = tl.load(
                     col_ptrs[:, None] + do[None, :], mask=tmask[:, None] & do_mask[None, :], other=0.0

@@ -121,3 +121,19 @@ def test_bad_inputs_are_clear_errors(run, tmp_path, capsys):
         )
         == 0
     )
+
+
+def test_a_merged_copy_answers_like_the_run(run, tmp_path, capsys):
+    from bamco_fast.inference.cli import main as inference_main
+
+    assert inference_main(["merge", "--run", str(run[0]), "--out", str(tmp_path / "merged")]) == 0
+    assert "merged model written to" in capsys.readouterr().out
+    assert (tmp_path / "merged" / "llm" / "model.safetensors.index.json").is_file()
+    image = shared_data("slake", "imgs", "xmlab2", "source.jpg")
+    args = ["--run", str(run[0]), "--image", str(image), "--question", "Which organ is shown?", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--model", str(tmp_path / "merged")]) == 0
+    assert json.loads(capsys.readouterr().out) == plain
+    assert inference_main(["merge", "--run", str(run[0]), "--out", str(tmp_path / "merged")]) == 2
+    assert "--out: expected a folder that does not exist yet" in capsys.readouterr().err

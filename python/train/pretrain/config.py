@@ -63,12 +63,18 @@ class DataConfig:
     augment_intra: bool = True
     cache_image_features: bool = False  # needs augment_reference=false (a change from the paper)
     cache_resolution: int = 0  # side of the decoded uint8 cache; 0 = max(256, image size)
+    max_train_records: int = 0  # keep only the first N training records (0 = all): smoke runs, rehearsals
+    max_val_records: int = 0  # keep only the first N validation records (0 = all)
     cache_file: str = field(
         default="", metadata={"path": True}
     )  # optional path of an on-disk image cache (reused when its sources are unchanged)
 
     def __post_init__(self) -> None:
         check_value(0 <= self.val_fraction < 1, "data.val_fraction", "a number in [0, 1)", self.val_fraction)
+        for key in ("max_train_records", "max_val_records"):
+            check_value(
+                getattr(self, key) >= 0, f"data.{key}", "an integer >= 0 (0 = all)", getattr(self, key)
+            )
         check_value(
             self.missing_definition in ("name", "drop"),
             "data.missing_definition",

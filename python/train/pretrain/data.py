@@ -87,12 +87,25 @@ def vqa_validation_images(config: PretrainConfig) -> set[str]:
     return {r.image_name for r in splits.validate}
 
 
-def _tables(train_source, val_source, image_root: Path, options: dict, description: str) -> Tables:
+def _tables(
+    train_source, val_source, image_root: Path, options: dict, description: str, config=None
+) -> Tables:
     """Training table, then the validation table over the training classes (unseen heads -> -1).
-    Sources are knowledge files or record lists (``options`` carries ``image_map`` for files)."""
-    train = load_knowledge_table(train_source, image_root, **options)
+    Sources are knowledge files or record lists (``options`` carries ``image_map`` for files); with
+    ``data.max_train_records`` / ``data.max_val_records`` only the first records of each are kept."""
+    from bamco_fast.knowledge.published import read_knowledge_file
+
+    limits = (config.data.max_train_records, config.data.max_val_records) if config is not None else (0, 0)
+    sources = []
+    for source, limit in zip((train_source, val_source), limits):
+        if limit and not isinstance(source, list):
+            source = read_knowledge_file(Path(source), image_map=options.get("image_map"))
+        sources.append(source[:limit] if limit else source)
+    table_options = {k: v for k, v in options.items() if k != "image_map" or not isinstance(sources[0], list)}
+    train = load_knowledge_table(sources[0], image_root, **table_options)
+    val_options = {k: v for k, v in options.items() if k != "image_map" or not isinstance(sources[1], list)}
     val = load_knowledge_table(
-        val_source, image_root, classes=train.classes, allow_empty_classes=True, **options
+        sources[1], image_root, classes=train.classes, allow_empty_classes=True, **val_options
     )
     return Tables(train, val, description)
 
@@ -123,7 +136,7 @@ def _shared_validation(
         f"the VQA stage's validation split of {data.dataset}: records of {n_images} of its {len(held)} images, "
         f"{len(records) - len(train_records)} of them held out of {train_path.name}"
     )
-    return _tables(train_records, val_records, image_root, options, source)
+    return _tables(train_records, val_records, image_root, options, source, config)
 
 
 def load_tables(config: PretrainConfig) -> Tables:
@@ -140,7 +153,7 @@ def load_tables(config: PretrainConfig) -> Tables:
     if data.val_knowledge:
         val_path = _resolve(data.val_knowledge, "data.val_knowledge")
         return _tables(
-            train_path, val_path, image_root, {**options, "image_map": image_map}, f"file {val_path}"
+            train_path, val_path, image_root, {**options, "image_map": image_map}, f"file {val_path}", config
         )
     if data.val_fraction <= 0:
         raise ValueError(
@@ -155,7 +168,7 @@ def load_tables(config: PretrainConfig) -> Tables:
     train_records = [r for r in records if r.image not in held]
     val_records = [r for r in records if r.image in held]
     source = f"carved: {n_val} of {len(images)} training images ({train_path.name})"
-    return _tables(train_records, val_records, image_root, options, source)
+    return _tables(train_records, val_records, image_root, options, source, config)
 
 
 def sampler_config(config: PretrainConfig, image_size: int, per_rank_batch: int) -> SamplerConfig:
