@@ -1,4 +1,4 @@
-"""Stateless losses, named like ``torch.nn.functional``.
+"""Stateless losses and the fused block of the intra-class encoder, named like ``torch.nn.functional``.
 
 All functions accept ``backend=None`` (automatic: ``triton`` for CUDA tensors, ``cpp`` for CPU tensors,
 else ``reference``), or an explicit ``"triton"``, ``"cpp"``, ``"reference"``, which never falls back.
@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 from . import distributed
 from .ops import bamco_loss as _op
-from .ops import dilated_depthwise_block as _dilated_depthwise_block_op
+from .ops.dilated_depthwise_block import dilated_depthwise_block  # defined with its dispatch
+
+__all__ = ["bamco_loss", "bamco_multimodal_loss", "dilated_depthwise_block", "logit_adjusted_cross_entropy"]
 
 
 def bamco_loss(
@@ -132,39 +134,3 @@ def logit_adjusted_cross_entropy(
                 f"(C = logits.shape[1]), got values in [{lo}, {hi}]"
             )
     return F.cross_entropy(logits + tau * log_prior.to(logits.dtype), labels.to(torch.int64))
-
-
-def dilated_depthwise_block(
-    x: torch.Tensor,
-    dw_weight: torch.Tensor,
-    norm_weight: torch.Tensor,
-    norm_bias: torch.Tensor,
-    pw1_weight: torch.Tensor,
-    pw2_weight: torch.Tensor,
-    prelu: torch.Tensor,
-    eps: float = 1e-5,
-    *,
-    backend: str | None = None,
-) -> torch.Tensor:
-    """GLIMS' depthwise atrous block (the building block of :class:`bamco_fast.IntraClassEncoder`), fused.
-
-    ``a_k = prelu(gamma_k N(dwconv_{dilation k+1}(x)) + beta_k)`` for k = 0, 1, 2;
-    ``h1 = prelu(N(W1 [a_0; a_1; a_2]))``; ``h2 = prelu(N(W2 h1))``; ``y = prelu(N(h2 + x))``, with N the
-    per-(sample, channel) normalisation over the volume (biased variance, ``eps``) and one PReLU slope per
-    stage. See :mod:`bamco_fast.ops.dilated_depthwise_block`.
-
-    Args:
-        x: (B, c, D, H, W) float32/float64 (CPU) or float32/bfloat16 (CUDA).
-        dw_weight: (3, c, 3, 3, 3) depthwise kernels for dilations 1, 2, 3.
-        norm_weight, norm_bias: (3, c) per-branch GroupNorm(c, c) affine parameters.
-        pw1_weight: (e, 3c), pw2_weight: (c, e) the 1x1x1 convolutions (no bias: it cancels in N).
-        prelu: (6,) slopes (three branches, after pw1, after pw2, output).
-        eps: normalisation epsilon.
-        backend: ``None``/``"auto"``, ``"triton"``, ``"cpp"`` or ``"reference"``.
-
-    Returns:
-        (B, c, D, H, W), dtype of ``x``; differentiable w.r.t. every tensor argument.
-    """
-    return _dilated_depthwise_block_op.dilated_depthwise_block(
-        x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps, backend=backend
-    )

@@ -3,7 +3,7 @@
     pytest benchmarks/bench_pretrain_data.py --benchmark-only
     python benchmarks/bench_pretrain_data.py [--rounds 3]      # the same two cases, one table with the ratio
 
-One sample = a 224-px reference view, K=36 intra-class views of 84 px and a text index (the published
+One sample = a 224-px reference view, K=36 intra-class views of 84 px and a text (the published
 rules: pool draws with probability 0.8, text probabilities 0.33 / 0.2278 / 0.4422).
 
 Providers:
@@ -13,7 +13,8 @@ Providers:
   batch), RandomResizedCrop / flip / colour jitter / grayscale / RandAugment as batched tensor ops.
   On CUDA the cache and the augmentation run on the GPU.
 * ``published`` (batch 8: the published loader's cost is per sample): a reproduction of the authors'
-  per-sample pipeline: for each sample, 37 ``PIL.Image.open`` + decode of the full-size JPEG, each view
+  per-sample pipeline (:class:`published_pretrain.PILLoader`, also the data of bench_pretrain_step's
+  published row): for each sample, 37 ``PIL.Image.open`` + decode of the full-size JPEG, each view
   through torchvision's PIL transforms (RandomResizedCrop, RandomHorizontalFlip, ColorJitter,
   RandomGrayscale, RandAugment(2 ops, magnitude 10; torchvision's, standing in for the timm-style one),
   ToTensor, Normalize), stacked. Images are converted to RGB (the published Slake/VQA-RAD loader does
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from published_pretrain import published_pipeline
+from published_pretrain import PILLoader
 
 from bamco_fast.pretraining import KnowledgeBatches, SamplerConfig, build_image_cache, load_knowledge_table
 
@@ -64,46 +65,6 @@ def load_table():
     return load_knowledge_table(paths.knowledge["train"], paths.images), "packaged demo data (128-px images)"
 
 
-class PublishedLoader:
-    """Per-sample PIL pipeline of the published code (see the module docstring)."""
-
-    def __init__(self, table, seed: int = 0) -> None:
-        self.table = table
-        self.rng = random.Random(seed)
-        self.paths = table.image_paths
-
-        self.reference = published_pipeline(224, hue=0.0)
-        self.intra = published_pipeline(84, hue=0.1)
-
-    def _open(self, index: int):
-        from PIL import Image
-
-        with Image.open(self.paths[index]) as image:
-            return image.convert("RGB")
-
-    def sample(self, record: int):
-        t = self.table
-        label = int(t.record_class[record])
-        own = int(t.record_image[record])
-        image = self.reference(self._open(own))
-        lo, hi = int(t.pool_offsets[label]), int(t.pool_offsets[label + 1])
-        pool = t.pool_images[lo:hi].tolist()
-        picks = [self.rng.choice(pool) for _ in range(36)] if self.rng.random() < 0.8 else [own] * 36
-        intra = torch.stack([self.intra(self._open(i)) for i in picks])
-        if self.rng.random() < 0.33:
-            kind = 0
-        elif self.rng.random() < 0.66:
-            kind = 2
-        else:
-            kind = 1
-        return image, intra, int(t.record_text[record, kind]), label
-
-    def batch(self, records: list[int]):
-        samples = [self.sample(r) for r in records]
-        images, intra, text, labels = zip(*samples)
-        return torch.stack(images), torch.stack(intra), torch.tensor(text), torch.tensor(labels)
-
-
 def make(provider: str, device: str):
     """A zero-argument callable producing one batch, plus facts for extra_info."""
     table, source = load_table()
@@ -123,7 +84,7 @@ def make(provider: str, device: str):
 
         run()  # warm-up (imports, first allocations)
         return run, facts
-    loader = PublishedLoader(table)
+    loader = PILLoader(table)
     order = list(range(len(table)))
     random.Random(0).shuffle(order)
     position = iter(range(10**9))

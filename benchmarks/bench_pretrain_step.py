@@ -55,6 +55,7 @@ from memory import peak_extra_rss, release_freed_memory
 from published_pretrain import PublishedPipeline, StepResult, published_model
 from random_folders import random_towers_folder
 from step_profile import PHASES, StepProfiler, adamw_as_published
+from step_rows import fastest_row, phase_table, record_row
 
 _SHARED = Path(
     os.environ.get("BAMCO_FAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -215,17 +216,8 @@ def prepare_row(setup: Setup, row: str, batch: int, steps: int) -> tuple[Callabl
 def summarise(row: str, batch: int, results: list[StepResult], facts: dict) -> dict:
     """``{"row", "batch", "seconds" (min), "samples_per_s", "times" (phases of the fastest step), "losses",
     "all_seconds", "facts"}``."""
-    best = min(results, key=lambda r: r.times["total"])
-    return {
-        "row": row,
-        "batch": batch,
-        "seconds": best.times["total"],
-        "samples_per_s": batch / best.times["total"],
-        "times": best.times,
-        "losses": best.losses,
-        "all_seconds": [r.times["total"] for r in results],
-        "facts": facts,
-    }
+    best, out = fastest_row(row, batch, results)
+    return {**out, "losses": best.losses, "facts": facts}
 
 
 def run_row(setup: Setup, row: str, batch: int, rounds: int) -> dict:
@@ -260,19 +252,8 @@ def setup():
 
 
 def _record(benchmark, out: dict, setup: Setup) -> None:
-    benchmark.extra_info.update(
-        row=out["row"],
-        batch=out["batch"],
-        samples_per_s=round(out["samples_per_s"], 4),
-        profile_s={k: round(v, 4) for k, v in out["times"].items()},
-        losses=out["losses"],
-        data=setup.source,
-        threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        **setup.facts,
-        **out["facts"],
-        **{k: round(out[k], 3) for k in ("peak_process_gib", "peak_step_rise_gib") if k in out},
-    )
+    peaks = {k: round(out[k], 3) for k in ("peak_process_gib", "peak_step_rise_gib") if k in out}
+    record_row(benchmark, out, setup.facts, losses=out["losses"], data=setup.source, **peaks)
 
 
 def test_pretrain_step_b48(benchmark, setup):
@@ -296,19 +277,13 @@ def test_pretrain_step(benchmark, setup, row, batch, rounds):
 def format_table(rows: list[dict]) -> str:
     """Markdown table: one line per row, phase seconds and shares, samples/s and ratio to published."""
     base = next((r["samples_per_s"] for r in rows if r["row"] == "published"), None)
-    head = "| row | B | step s (min) | samples/s | vs published | " + " | ".join(PHASES) + " | peak RSS |"
-    lines = [head, "|" + "---|" * (6 + len(PHASES))]
-    for r in rows:
-        t = r["times"]
-        share = [f"{t[p]:.2f} ({100 * t[p] / t['total']:.0f}%)" for p in PHASES]
-        ratio = f"{r['samples_per_s'] / base:.1f}x" if base else "-"
-        peak = f"{r['peak_process_gib']:.2f} GiB" if "peak_process_gib" in r else "-"
-        lines.append(
-            f"| {r['row']} | {r['batch']} | {r['seconds']:.2f} | {r['samples_per_s']:.3f} | {ratio} | "
-            + " | ".join(share)
-            + f" | {peak} |"
-        )
-    return "\n".join(lines)
+    return phase_table(
+        rows,
+        PHASES,
+        seconds_head="step s (min)",
+        ratio=lambda r: f"{r['samples_per_s'] / base:.1f}x" if base else "-",
+        tail={"peak RSS": lambda r: f"{r['peak_process_gib']:.2f} GiB" if "peak_process_gib" in r else "-"},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

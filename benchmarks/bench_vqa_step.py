@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory import peak_extra_rss, release_freed_memory, rss_bytes
 from published_vqa import PublishedIntraLoader, PublishedVQAStep, StepResult
 from random_folders import random_llm_folder, random_towers_folder
+from step_rows import fastest_row, phase_table, record_row
 from vqa_step_profile import PHASES, VQAStepProfiler
 
 _SHARED = Path(
@@ -243,15 +244,10 @@ def run_row(setup: Setup, row: str, batch: int = BATCH, steps: int = 2) -> dict:
     release_freed_memory()
     with peak_extra_rss() as peak:
         results.append(step(steps))
-    best = min(results, key=lambda r: r.times["total"])
+    best, out = fastest_row(row, batch, results)
     return {
-        "row": row,
-        "batch": batch,
-        "seconds": best.times["total"],
-        "samples_per_s": batch / best.times["total"],
-        "times": best.times,
+        **out,
         "loss": best.loss,
-        "all_seconds": [r.times["total"] for r in results],
         "peak_rise_gib": peak["bytes"] / 2**30,
         "process_gib": peak["total_bytes"] / 2**30,
         "facts": facts,
@@ -292,18 +288,8 @@ def setup():
 
 
 def _record(benchmark, out: dict, setup: Setup) -> None:
-    benchmark.extra_info.update(
-        row=out["row"],
-        batch=out["batch"],
-        samples_per_s=round(out["samples_per_s"], 4),
-        profile_s={k: round(v, 4) for k, v in out["times"].items()},
-        peak_rise_gib=round(out["peak_rise_gib"], 3),
-        process_gib=round(out["process_gib"], 3),
-        threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        **setup.facts,
-        **out["facts"],
-    )
+    peaks = {k: round(out[k], 3) for k in ("peak_rise_gib", "process_gib")}
+    record_row(benchmark, out, setup.facts, **peaks)
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -326,24 +312,22 @@ def test_vqa_answers_per_second(benchmark, setup):
 def format_table(rows: list[dict]) -> str:
     """Markdown table: one line per row, phase seconds and shares, samples/s, ratios to published."""
     base = next((r for r in rows if r["row"] == "published"), None)
-    head = (
-        "| row | B | step s | samples/s | vs published | "
-        + " | ".join(PHASES)
-        + " | step peak rise | process RSS |"
+
+    def ratio(r: dict) -> str:
+        if base is None or r is base:
+            return "-"
+        return f"{r['samples_per_s'] / base['samples_per_s']:.1f}x, memory {r['peak_rise_gib'] / base['peak_rise_gib']:.2f}x"
+
+    return phase_table(
+        rows,
+        PHASES,
+        seconds_head="step s",
+        ratio=ratio,
+        tail={
+            "step peak rise": lambda r: f"{r['peak_rise_gib']:.2f} GiB",
+            "process RSS": lambda r: f"{r['process_gib']:.2f} GiB",
+        },
     )
-    lines = [head, "|" + "---|" * (7 + len(PHASES))]
-    for r in rows:
-        t = r["times"]
-        share = [f"{t[p]:.2f} ({100 * t[p] / t['total']:.0f}%)" for p in PHASES]
-        ratio = "-"
-        if base is not None and r is not base:
-            ratio = f"{r['samples_per_s'] / base['samples_per_s']:.1f}x, memory {r['peak_rise_gib'] / base['peak_rise_gib']:.2f}x"
-        lines.append(
-            f"| {r['row']} | {r['batch']} | {r['seconds']:.2f} | {r['samples_per_s']:.3f} | {ratio} | "
-            + " | ".join(share)
-            + f" | {r['peak_rise_gib']:.2f} GiB | {r['process_gib']:.2f} GiB |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,12 +23,13 @@ import time
 from collections.abc import Iterator
 
 import torch
+from phase_timer import PhaseTimer
 from torch import nn
 
 PHASES = ("data", "towers", "encoder", "loss", "optimiser")
 
 
-class StepProfiler:
+class StepProfiler(PhaseTimer):
     """Phase times of one step at a time for a :class:`bamco_fast.models.knowledge_space.KnowledgeSpace`.
 
     Usage::
@@ -45,21 +46,14 @@ class StepProfiler:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.times: dict[str, float] = {}
+        super().__init__(PHASES)
         self._marks: dict[str, float] = {}
-        self._started = 0.0
-        self._handles = []
         towers = model.towers.clip
         for module in (towers.visual, towers.text):
             self._handles.append(module.register_forward_pre_hook(self._tower_start))
             self._handles.append(module.register_forward_hook(self._tower_end))
         self._handles.append(model.intra_encoder.register_forward_pre_hook(self._encoder_start))
         self._handles.append(model.intra_encoder.register_forward_hook(self._encoder_end))
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     # -------------------------------------------------------------------------------- hooks
     def _tower_start(self, module, args) -> None:
@@ -81,24 +75,9 @@ class StepProfiler:
         return grad
 
     # ------------------------------------------------------------------------------ phases
-    def _add(self, name: str, seconds: float) -> None:
-        self.times[name] = self.times.get(name, 0.0) + seconds
-
     def start(self) -> None:
-        self.times = dict.fromkeys(PHASES, 0.0)
         self._marks.clear()
-        self._started = time.perf_counter()
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time the block under ``name`` (one of :data:`PHASES`)."""
-        if name not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._add(name, time.perf_counter() - start)
+        super().start()
 
     @contextlib.contextmanager
     def forward_backward(self) -> Iterator[None]:
@@ -112,12 +91,6 @@ class StepProfiler:
             self._add("encoder", end - grad_ready)
         inside = sum(self.times[k] - before[k] for k in before)
         self._add("loss", (end - start) - inside)
-
-    def stop(self) -> dict[str, float]:
-        """Phase times of the step and its ``total`` wall time since :meth:`start`."""
-        out = dict(self.times)
-        out["total"] = time.perf_counter() - self._started
-        return out
 
 
 def adamw_as_published(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.2) -> torch.optim.AdamW:

@@ -21,10 +21,12 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from phase_timer import PhaseTimer
+
 PHASES = ("data", "towers", "intra", "llm", "loss", "optimiser")
 
 
-class VQAStepProfiler:
+class VQAStepProfiler(PhaseTimer):
     """Phase times of one step at a time (see the module docstring).
 
     Usage::
@@ -42,43 +44,18 @@ class VQAStepProfiler:
     """
 
     def __init__(self, model) -> None:
-        self.times: dict[str, float] = {}
-        self._started = 0.0
+        super().__init__(PHASES)
         self._mark = 0.0
         encoder = getattr(model.knowledge_space, "intra_encoder", None)
-        self._handles = []
         if encoder is not None:
             self._handles.append(encoder.register_forward_pre_hook(self._intra_start))
             self._handles.append(encoder.register_forward_hook(self._intra_end))
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def _intra_start(self, module, args) -> None:
         self._mark = time.perf_counter()
 
     def _intra_end(self, module, args, output) -> None:
         self._add("intra", time.perf_counter() - self._mark)
-
-    def _add(self, name: str, seconds: float) -> None:
-        self.times[name] = self.times.get(name, 0.0) + seconds
-
-    def start(self) -> None:
-        self.times = dict.fromkeys(PHASES, 0.0)
-        self._started = time.perf_counter()
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time the block under ``name`` (one of :data:`PHASES`)."""
-        if name not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._add(name, time.perf_counter() - start)
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
@@ -103,9 +80,3 @@ class VQAStepProfiler:
         with self.phase("llm"):
             hidden.backward(detached.grad)
         return float(loss.detach())
-
-    def stop(self) -> dict[str, float]:
-        """Phase times of the step and its ``total`` wall time since :meth:`start`."""
-        out = dict(self.times)
-        out["total"] = time.perf_counter() - self._started
-        return out

@@ -150,12 +150,7 @@ void output_row(T* __restrict r, T* __restrict y, int64_t n, T mean, T rstd, T s
     for (int64_t v = 0; v < n; ++v) r[v] = (r[v] - mean) * rstd;
     return;
   }
-#pragma omp simd
-  for (int64_t v = 0; v < n; ++v) {
-    const T t = (r[v] - mean) * rstd;
-    r[v] = t;
-    y[v] = t > T(0) ? t : slope * t;
-  }
+  norm_prelu_row(r, y, n, mean, rstd, slope);
 }
 
 // Backward through y = prelu(N(r)), r = h2 + x, h2 = prelu(N(z2)) for one channel. On entry rn = N(r),

@@ -40,19 +40,21 @@ def launch(kernel, grid: tuple[int, ...], *args, **kwargs) -> None:
     wrapped[grid](*args, **kwargs)
 
 
-def define_op(name: str, host: Callable) -> torch.library.CustomOpDef:
-    """Register ``host`` (typed arguments, launches through :func:`launch`, mutates no input) as ``name``.
+def define_op(name: str, host: Callable, schema: str | None = None) -> torch.library.CustomOpDef:
+    """Register ``host`` (launches through :func:`launch`, mutates no input) as ``name``.
 
     Args:
         name: ``"bamco_fast::op_name"``.
-        host: the host code; its annotations give the op schema.
+        host: the host code; without ``schema`` its annotations give the op schema.
+        schema: the op schema without the name, e.g. ``"(Tensor x, float eps) -> Tensor"``; arguments
+            are passed to ``host`` by position.
 
     Returns:
         The op definition (``torch.ops.bamco_fast.op_name.default`` is the registered op); see the module
         docstring for the GPU and interpreter forms.
     """
     if triton_interpreted():
-        op = torch.library.custom_op(name, mutates_args=())(host)
+        op = torch.library.custom_op(name, mutates_args=(), schema=schema)(host)
         op.register_fake(host)
         return op
-    return torch.library.triton_op(name, mutates_args=())(host)
+    return torch.library.triton_op(name, mutates_args=(), schema=schema)(host)

@@ -272,7 +272,7 @@ def _launch_grad(
         BLOCK_DO=plan.block_do,
         PRECISION=plan.precision,
         num_warps=plan.num_warps_grad,
-        num_stages=plan.num_stages,
+        num_stages=plan.num_stages_grad,
     )
     return grad_features, grad_prototypes
 

@@ -45,7 +45,8 @@ class LaunchSettings:
         block_do: D slice owned by one gradient program.
         num_warps: warps per forward program.
         num_warps_grad: warps per gradient program.
-        num_stages: software-pipelining stages of the key loops.
+        num_stages: software-pipelining stages of the forward kernel's key loops.
+        num_stages_grad: software-pipelining stages of the gradient kernel's key loops.
         fp32_precision: ``"ieee"`` (full fp32 dots) or ``"tf32"`` for fp32 inputs.
         inline_counts: True/False forces the in-kernel class counts on/off.
         plan_for_sms: plan GPU launches for a card with this many SMs even for CPU tensors (the
@@ -62,6 +63,7 @@ class LaunchSettings:
     num_warps: int | None = None
     num_warps_grad: int | None = None
     num_stages: int | None = None
+    num_stages_grad: int | None = None
     fp32_precision: str = "ieee"
     inline_counts: bool | None = None
     plan_for_sms: int | None = None
@@ -112,7 +114,7 @@ class LaunchPlan:
         on_gpu: planned for a GPU (CUDA tensors, or ``plan_for_sms``); else for the interpreter.
         block_m, block_n, block_d, num_warps: forward tiles (anchor rows, key rows, D chunk) and warps.
         block_m_grad, block_n_grad, block_do, num_warps_grad: gradient tiles (rows, key rows, D slice).
-        num_stages: pipelining stages of the key loops.
+        num_stages, num_stages_grad: pipelining stages of the forward and gradient kernels' key loops.
         num_splits: key splits of the forward kernel (programs per row block).
         keys_per_split: key columns each split covers (a multiple of ``block_n``).
         inline_counts: class counts computed inside the kernels (no count launch).
@@ -133,6 +135,7 @@ class LaunchPlan:
     block_do: int
     num_warps_grad: int
     num_stages: int
+    num_stages_grad: int
     num_splits: int
     keys_per_split: int
     inline_counts: bool
@@ -190,9 +193,12 @@ def plan_launches(
     if on_gpu:
         tiles = dict(block_m=128, block_n=64, block_m_grad=64, block_n_grad=32, block_d=32)
         tiles.update(block_do=min(d_pow2, 256), num_warps=8, num_warps_grad=8, num_stages=2)
+        # fp32 inputs take FMA, not wgmma: a second stage of fp32 key tiles would take the gradient
+        # kernel past 255 registers per thread (spills); one stage keeps it at 226 (sm_90 ptxas).
+        tiles.update(num_stages_grad=1 if dtype == torch.float32 else 2)
     else:
         tiles = dict(block_m=32, block_n=32, block_m_grad=32, block_n_grad=32, block_d=min(64, d_pow2))
-        tiles.update(block_do=d_pow2, num_warps=4, num_warps_grad=4, num_stages=1)
+        tiles.update(block_do=d_pow2, num_warps=4, num_warps_grad=4, num_stages=1, num_stages_grad=1)
     for key in tiles:
         requested = getattr(settings, key)
         if requested is not None:

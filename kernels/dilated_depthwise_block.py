@@ -72,14 +72,12 @@ def _norm_act(z, out, stats, gamma, beta, prelu, rows, R, V, rows_per_slope, slo
     """out = prelu([gamma] N(z) [+ beta]) for ``rows`` rows of V voxels (R rows per sample), in the dtype
     of ``out``; ``stats`` = (mean, rstd) fp32 per row, the slope of row r is ``prelu[slope_off + r //
     rows_per_slope]``."""
-    mean, rstd = stats
     launch(
         _norm_act_kernel,
         _grid(rows, V),
         z,
         out,
-        mean,
-        rstd,
+        *stats,
         gamma,
         beta,
         prelu,
@@ -139,14 +137,12 @@ def _norm_backward(t, dh, stats, gamma, beta, prelu, R, V, rows_per_slope, slope
     rows = t.shape[0] * R
     nblk = triton.cdiv(V, BLOCK)
     part = torch.empty(rows, nblk, 3, device=t.device, dtype=torch.float32)
-    mean, rstd = stats
     launch(
         _bwd_partials_kernel,
         _grid(rows, V),
         t,
         dh,
-        mean,
-        rstd,
+        *stats,
         gamma,
         beta,
         prelu,
@@ -169,8 +165,7 @@ def _norm_backward(t, dh, stats, gamma, beta, prelu, R, V, rows_per_slope, slope
         t,
         dh,
         out,
-        mean,
-        rstd,
+        *stats,
         gamma,
         beta,
         prelu,
@@ -255,41 +250,17 @@ def dilated_depthwise_block_bwd(grad_y, x, dw, gamma, beta, w1, w2, prelu, eps):
     )
 
 
-def _dilated_depthwise_block_triton(
-    x: torch.Tensor,
-    dw_weight: torch.Tensor,
-    norm_weight: torch.Tensor,
-    norm_bias: torch.Tensor,
-    pw1_weight: torch.Tensor,
-    pw2_weight: torch.Tensor,
-    prelu: torch.Tensor,
-    eps: float,
-) -> torch.Tensor:
-    return dilated_depthwise_block_fwd(
-        x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps
-    )
-
-
-def _dilated_depthwise_block_triton_backward(
-    grad_y: torch.Tensor,
-    x: torch.Tensor,
-    dw_weight: torch.Tensor,
-    norm_weight: torch.Tensor,
-    norm_bias: torch.Tensor,
-    pw1_weight: torch.Tensor,
-    pw2_weight: torch.Tensor,
-    prelu: torch.Tensor,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return dilated_depthwise_block_bwd(
-        grad_y, x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps
-    )
-
+# The schemas of the C++ ops (csrc/bindings.cpp): the Triton ops keep their contract and argument names.
+_ARGS = (
+    "Tensor x, Tensor dw_weight, Tensor norm_weight, Tensor norm_bias, Tensor pw1_weight, Tensor pw2_weight, "
+    "Tensor prelu, float eps"
+)
+_GRADS = "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)"
 
 # ``triton_op``s on a GPU, opaque ops under the interpreter (see :mod:`._triton_op`), as for the loss.
-dilated_depthwise_block_triton = define_op(OP, _dilated_depthwise_block_triton)
+dilated_depthwise_block_triton = define_op(OP, dilated_depthwise_block_fwd, schema=f"({_ARGS}) -> Tensor")
 dilated_depthwise_block_triton_backward = define_op(
-    OP + "_backward", _dilated_depthwise_block_triton_backward
+    OP + "_backward", dilated_depthwise_block_bwd, schema=f"(Tensor grad_y, {_ARGS}) -> {_GRADS}"
 )
 
 

@@ -13,6 +13,9 @@ atomics). ``SLOPE_OFF`` / ``ROWS_PER_SLOPE`` pick the PReLU slope of a row from 
   sums of g, g N(t) and the slope gradient, then dL/dt).
 * ``_dw_bwd_kernel``: dL/dx (gather form of the transposed dilated convolutions, plus the residual share)
   and the 81 partial weight gradients of its block.
+
+The ``@triton.jit`` helpers below (inlined into the kernels) hold what several kernels share: a program's
+voxel coordinates, a load at shifted voxels and the partial moments.
 """
 
 from __future__ import annotations
@@ -21,17 +24,44 @@ import triton
 import triton.language as tl
 
 
+# --------------------------------------------------------------------------------------------------
+# Device helpers
+# --------------------------------------------------------------------------------------------------
 @triton.jit
-def _dw_fwd_kernel(x_ptr, w_ptr, d_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr):
-    row = tl.program_id(0)  # n * C + i
+def _channel_block(C, H, W, V, BLOCK: tl.constexpr):
+    """This program's voxel block of one (sample, channel) row: (row = n * C + i, block index, n, i, voxel
+    offsets, their mask, and their (d, h, w) coordinates in the D x H x W volume)."""
+    row = tl.program_id(0)
     blk = tl.program_id(1)
-    n = row // C
-    i = row % C
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     valid = offs < V
     ow = offs % W
     oh = (offs // W) % H
     od = offs // (W * H)
+    return row, blk, row // C, row % C, offs, valid, od, oh, ow
+
+
+@triton.jit
+def _load_shifted(base, valid, d, h, w, D, H, W):
+    """``base[(d * H + h) * W + w]`` where ``valid`` and the voxel (d, h, w) lies in the volume, else 0."""
+    inside = valid & (d >= 0) & (d < D) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    return tl.load(base + (d * H + h) * W + w, mask=inside, other=0.0)
+
+
+@triton.jit
+def _store_moments(part_ptr, row, NBLK, blk, v):
+    """Partial (sum, sum of squares) of the block values ``v`` (0 where masked) at part[row, blk, 0:2]."""
+    p = part_ptr + (row * NBLK + blk) * 2
+    tl.store(p, tl.sum(v, axis=0))
+    tl.store(p + 1, tl.sum(v * v, axis=0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------------
+@triton.jit
+def _dw_fwd_kernel(x_ptr, w_ptr, d_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr):
+    row, blk, n, i, offs, valid, od, oh, ow = _channel_block(C, H, W, V, BLOCK)
     x_base = x_ptr + row.to(tl.int64) * V
     for k in tl.static_range(3):
         dl = k + 1
@@ -40,16 +70,12 @@ def _dw_fwd_kernel(x_ptr, w_ptr, d_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl
             id_ = od + (tap // 9 - 1) * dl
             ih = oh + ((tap // 3) % 3 - 1) * dl
             iw = ow + (tap % 3 - 1) * dl
-            m = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            xv = tl.load(x_base + (id_ * H + ih) * W + iw, mask=m, other=0.0).to(tl.float32)
+            xv = _load_shifted(x_base, valid, id_, ih, iw, D, H, W).to(tl.float32)
             wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
             acc += wt * xv
         out_row = (n * 3 + k) * C + i
         tl.store(d_ptr + out_row.to(tl.int64) * V + offs, acc, mask=valid)
-        acc = tl.where(valid, acc, 0.0)
-        p = part_ptr + (out_row * NBLK + blk) * 2
-        tl.store(p, tl.sum(acc, axis=0))
-        tl.store(p + 1, tl.sum(acc * acc, axis=0))
+        _store_moments(part_ptr, out_row, NBLK, blk, tl.where(valid, acc, 0.0))
 
 
 @triton.jit
@@ -96,9 +122,7 @@ def _residual_kernel(
     x = tl.load(x_ptr + base + offs, mask=valid, other=0.0).to(tl.float32)
     r = tl.where(valid, tl.where(t > 0, t, s * t) + x, 0.0)
     tl.store(r_ptr + base + offs, r, mask=valid)
-    p = part_ptr + (row * NBLK + blk) * 2
-    tl.store(p, tl.sum(r, axis=0))
-    tl.store(p + 1, tl.sum(r * r, axis=0))
+    _store_moments(part_ptr, row, NBLK, blk, r)
 
 
 @triton.jit
@@ -183,15 +207,7 @@ def _bwd_apply_kernel(
 def _dw_bwd_kernel(
     x_ptr, w_ptr, dd_ptr, dres_ptr, dx_ptr, part_ptr, C, D, H, W, V, NBLK, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)  # n * C + i
-    blk = tl.program_id(1)
-    n = row // C
-    i = row % C
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    valid = offs < V
-    ow = offs % W
-    oh = (offs // W) % H
-    od = offs // (W * H)
+    row, blk, n, i, offs, valid, od, oh, ow = _channel_block(C, H, W, V, BLOCK)
     base = row.to(tl.int64) * V
     x_base = x_ptr + base
     dx = tl.load(dres_ptr + base + offs, mask=valid, other=0.0)
@@ -205,17 +221,8 @@ def _dw_bwd_kernel(
             fw = (tap % 3 - 1) * dl
             wt = tl.load(w_ptr + (k * C + i) * 27 + tap).to(tl.float32)
             # dL/dx[v] += w[tap] * g[v - off]   (gather form of the transposed convolution)
-            jd = od - fd
-            jh = oh - fh
-            jw = ow - fw
-            mg = valid & (jd >= 0) & (jd < D) & (jh >= 0) & (jh < H) & (jw >= 0) & (jw < W)
-            gs = tl.load(g_base + (jd * H + jh) * W + jw, mask=mg, other=0.0)
-            dx += wt * gs
+            dx += wt * _load_shifted(g_base, valid, od - fd, oh - fh, ow - fw, D, H, W)
             # dL/dw[tap] += sum_v x[v + off] * g[v]
-            id_ = od + fd
-            ih = oh + fh
-            iw = ow + fw
-            mx = valid & (id_ >= 0) & (id_ < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            xs = tl.load(x_base + (id_ * H + ih) * W + iw, mask=mx, other=0.0).to(tl.float32)
+            xs = _load_shifted(x_base, valid, od + fd, oh + fh, ow + fw, D, H, W).to(tl.float32)
             tl.store(part_ptr + (row * NBLK + blk) * 81 + k * 27 + tap, tl.sum(xs * g, axis=0))
     tl.store(dx_ptr + base + offs, dx.to(dx_ptr.dtype.element_ty), mask=valid)

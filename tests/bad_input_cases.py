@@ -99,29 +99,14 @@ _PRETRAIN = [
         _pre("--out", "{scratch}/p", "--set", "loop.epochs"),
         r"--set: expected KEY=VALUE",
     ),
-    Case(
-        "pretrain-config-missing",
-        TRAIN,
-        _pre("--config", "{root}/none.yaml", "--out", "{scratch}/p"),
-        r"--config: file not found",
-    ),
-    Case(
-        "pretrain-config-not-utf8",
-        TRAIN,
-        _pre("--config", "{bad_utf8}", "--out", "{scratch}/p"),
-        r"--config .*bad\.yaml: expected UTF-8 text",
-    ),
-    Case(
-        "pretrain-config-bad-yaml",
-        TRAIN,
-        _pre("--config", "{bad_yaml}", "--out", "{scratch}/p"),
-        r"--config .*broken\.yaml: malformed YAML",
-    ),
-    Case(
-        "pretrain-config-a-list",
-        TRAIN,
-        _pre("--config", "{list_json}", "--out", "{scratch}/p"),
-        r"expected a mapping at the top level, got list",
+    *(  # --config files that cannot be read as a mapping
+        Case(f"pretrain-config-{name}", TRAIN, _pre("--config", path, "--out", "{scratch}/p"), expect)
+        for name, path, expect in (
+            ("missing", "{root}/none.yaml", r"--config: file not found"),
+            ("not-utf8", "{bad_utf8}", r"--config .*bad\.yaml: expected UTF-8 text"),
+            ("bad-yaml", "{bad_yaml}", r"--config .*broken\.yaml: malformed YAML"),
+            ("a-list", "{list_json}", r"expected a mapping at the top level, got list"),
+        )
     ),
     Case(
         "pretrain-unknown-preset",

@@ -75,7 +75,7 @@ TINY_TOWER_TEXTS = (
 @pytest.fixture(scope="session")
 def tiny_towers_dir(tmp_path_factory):
     """A tiny BiomedCLIP-shaped open_clip folder built once per session; load it with
-    ``load_towers(f"local-dir:{tiny_towers_dir}")``.
+    ``load_towers(f"local-dir:{tiny_towers_dir}")`` (or take the ``tiny_towers`` fixture).
 
     64x64 images (patch grid 4x4, patch width 64), embed_dim 32, context length 32.
     """
@@ -84,3 +84,11 @@ def tiny_towers_dir(tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("tiny_towers") / "towers"
     return build_tiny_towers(folder, TINY_TOWER_TEXTS, image_size=64, embed_dim=32, context_length=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_towers(tiny_towers_dir):
+    """The session's tiny towers loaded (``Towers``, eval mode), once per test module: a module may train them."""
+    from bamco_fast.models.towers import load_towers
+
+    return load_towers(f"local-dir:{tiny_towers_dir}")

@@ -23,7 +23,6 @@ from step_profile import PHASES
 
 from bamco_fast import BaMCoObjective
 from bamco_fast.models.knowledge_space import KnowledgeSpace, KnowledgeSpaceConfig
-from bamco_fast.models.towers import load_towers
 from bamco_fast.ops._backends import cpp_availability
 
 pytestmark = [
@@ -47,11 +46,6 @@ def demo():
     table = load_knowledge_table(paths.knowledge["train"], paths.images)
     cache = build_image_cache(table.image_paths, 64, names=table.images)
     return table, cache
-
-
-@pytest.fixture(scope="module")
-def towers(tiny_towers_dir):
-    return load_towers(f"local-dir:{tiny_towers_dir}")
 
 
 @pytest.fixture()
@@ -85,9 +79,9 @@ def test_trimmed_tokens_keep_every_used_column():
     assert trimmed_tokens(torch.zeros(2, 4, dtype=torch.long), 0).shape == (2, 1)
 
 
-def test_text_feature_cache_equals_the_tower_at_full_context_length(towers, config):
+def test_text_feature_cache_equals_the_tower_at_full_context_length(tiny_towers, config):
     """Grouped by length and trimmed, the cached rows equal the text tower on the full padded tokens."""
-    model = KnowledgeSpace(config, ["a", "b"], towers=towers)
+    model = KnowledgeSpace(config, ["a", "b"], towers=tiny_towers)
     strings = ["liver", "the lung is an organ of respiration in the chest", "brain", "a paired organ", "lung"]
     cache = text_feature_cache(model, strings, group_size=2)
     keys = torch.tensor([4, 1, 0, 3])
@@ -99,32 +93,34 @@ def test_text_feature_cache_equals_the_tower_at_full_context_length(towers, conf
         cache(torch.tensor([2]))
 
 
-def test_pipelines_compute_the_same_objective_on_the_same_batch(demo, towers, config):
+def test_pipelines_compute_the_same_objective_on_the_same_batch(demo, tiny_towers, config):
     """Ours (cached trimmed text features, C++ encoder, fused loss) vs the published recipe (tokens at the
     full context length through the text tower, eager encoder, Python-loop loss), same weights and inputs."""
     table, cache = demo
     torch.manual_seed(0)
-    ours = OursPipeline(table, cache, KnowledgeSpace(config, table.classes, towers=towers), batch_size=BATCH)
-    model = published_model(config, table.classes, towers, layout="channels")
+    ours = OursPipeline(
+        table, cache, KnowledgeSpace(config, table.classes, towers=tiny_towers), batch_size=BATCH
+    )
+    model = published_model(config, table.classes, tiny_towers, layout="channels")
     model.load_state_dict(ours.model.state_dict())
     published = PublishedPipeline(table, model)
     ours.prepare([0])
     batch = ours.batches.batch(0, 0)
     ours.model.eval(), model.eval()  # no dropout anywhere: the two forwards must agree
     mine = ours.losses(batch, ours.text(batch.text_index))
-    tokens = towers.tokenize([table.strings[i] for i in batch.text_index.tolist()])
-    assert tokens.shape[1] == towers.context_length
+    tokens = tiny_towers.tokenize([table.strings[i] for i in batch.text_index.tolist()])
+    assert tokens.shape[1] == tiny_towers.context_length
     theirs = published.losses(batch.images, tokens, batch.intra_stacks, batch.labels)
     for key in ("ce_loss", "contrastive_loss", "loss"):
         torch.testing.assert_close(mine[key], theirs[key], rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_image_feature_cache_equals_the_tower_on_the_unaugmented_view(demo, towers, config):
+def test_image_feature_cache_equals_the_tower_on_the_unaugmented_view(demo, tiny_towers, config):
     table, cache = demo
     pipe = OursPipeline(
         table,
         cache,
-        KnowledgeSpace(config, table.classes, towers=towers),
+        KnowledgeSpace(config, table.classes, towers=tiny_towers),
         batch_size=BATCH,
         image_features=True,
     )
@@ -138,17 +134,17 @@ def test_image_feature_cache_equals_the_tower_on_the_unaugmented_view(demo, towe
 
 
 @pytest.mark.parametrize("row", ["published", "ours", "ours+image-cache"])
-def test_each_pipeline_takes_a_profiled_training_step(demo, towers, config, row):
+def test_each_pipeline_takes_a_profiled_training_step(demo, tiny_towers, config, row):
     table, cache = demo
     torch.manual_seed(0)
     if row == "published":
-        pipe = PublishedPipeline(table, published_model(config, table.classes, towers))
+        pipe = PublishedPipeline(table, published_model(config, table.classes, tiny_towers))
         assert pipe.model.intra_encoder.layout == "official"
 
         def step():
             return pipe.step(list(range(BATCH)))
     else:
-        model = KnowledgeSpace(config, table.classes, towers=towers)
+        model = KnowledgeSpace(config, table.classes, towers=tiny_towers)
         pipe = OursPipeline(table, cache, model, batch_size=BATCH, image_features=row != "ours")
         pipe.prepare([0])
 

@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))  # pretrain_demo
 
 from headless_chromium import check_screenshot, page_errors, render
+from pretrain_demo import demo_slice, pretrain_sets
 
 from bamco_fast.matching import MatchingInputs, matching_scores
 from bamco_fast.matching_html import build_matching_html, rank_candidates, sample_images
@@ -26,19 +28,7 @@ RECORDS_TRAIN, RECORDS_VAL = 16, 40
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     """The first records of the demo's knowledge files, and tiny towers."""
-    from bamco_fast.demo_data import demo_paths
-    from bamco_fast.models.tiny import build_tiny_towers
-
-    root = tmp_path_factory.mktemp("matching_page")
-    paths = demo_paths()
-    train = json.loads(paths.knowledge["train"].read_text())[:RECORDS_TRAIN]
-    val = json.loads(paths.knowledge["validate"].read_text())[:RECORDS_VAL]
-    (root / "train.json").write_text(json.dumps(train))
-    (root / "val.json").write_text(json.dumps(val))
-    texts = [r[k] or "" for r in train for k in ("head_entity", "def_head", "tail_entity", "relation")]
-    towers = build_tiny_towers(root / "towers", texts, image_size=32, embed_dim=32, context_length=32)
-    return {"root": root, "train": root / "train.json", "val": root / "val.json", "images": paths.images,
-            "towers": towers}  # fmt: skip
+    return demo_slice(tmp_path_factory.mktemp("matching_page"), RECORDS_TRAIN, RECORDS_VAL)
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +37,8 @@ def run(data) -> Path:
     from bamco_fast.train.cli import main as train_main
 
     out = data["root"] / "run"
-    sets = [
-        f"data.train_knowledge={data['train']}",
-        f"data.val_knowledge={data['val']}",
-        f"data.image_root={data['images']}",
-        "data.cache_resolution=32",
-        f"model.tower=local-dir:{data['towers']}",
-        "model.embed_dim=32",
-        "tiny.enabled=false",
-        "loop.batch_size=4",
-        "loop.epochs=1",
-        "loop.progress=false",
-        "loop.tensorboard=false",
-        "optim.warmup_steps=1",
-    ]
-    assert train_main(["pretrain", "--out", str(out), *(a for s in sets for a in ("--set", s))]) == 0
+    sets = pretrain_sets(data, "loop.epochs=1", "optim.warmup_steps=1")
+    assert train_main(["pretrain", "--out", str(out), *sets]) == 0
     return out
 
 

@@ -5,15 +5,8 @@ The modules here use the standard library only (plus ``pyarrow`` for Hugging Fac
 importing this package first imports :mod:`bamco_fast`, which imports torch.
 """
 
-from .errors import (
-    DataError,
-    DataFormatError,
-    DataWarning,
-    LayoutError,
-    MissingFileError,
-    MissingSplitError,
-    SkipLog,
-)
+from . import errors
+from .errors import *  # noqa: F403  (every error type, as listed in errors.__all__)
 from .loading import DATASETS, LAYOUTS, has_native_validation, load_split
 from .pathvqa import read_pathvqa
 from .record import VQARecord, derive_answer_type, normalize_question
@@ -22,15 +15,9 @@ from .splits import SplitOverlap, carve_validation, overlap_report, parse_split_
 from .vqa_rad import read_vqa_rad
 
 __all__ = [
+    *errors.__all__,
     "DATASETS",
     "LAYOUTS",
-    "DataError",
-    "DataFormatError",
-    "DataWarning",
-    "LayoutError",
-    "MissingFileError",
-    "MissingSplitError",
-    "SkipLog",
     "SplitOverlap",
     "VQARecord",
     "carve_validation",

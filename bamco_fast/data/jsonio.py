@@ -146,19 +146,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except FileNotFoundError:
         keep_mode = None
     fd, tmp = _create_temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if keep_mode is not None:
-                os.fchmod(handle.fileno(), keep_mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with _removed_on_failure(tmp), os.fdopen(fd, "wb") as handle:
+        if keep_mode is not None:
+            os.fchmod(handle.fileno(), keep_mode)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _move_into_place(tmp, path)
 
 
 def atomic_link(source: Path, path: Path) -> None:
@@ -175,12 +169,25 @@ def atomic_link(source: Path, path: Path) -> None:
     except OSError:
         atomic_write_bytes(path, source.read_bytes())
         return
+    _move_into_place(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` (if it exists) when the body fails, also on ``KeyboardInterrupt``."""
     try:
-        os.replace(tmp, path)
+        yield
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename the complete temporary file ``tmp`` onto ``path`` (atomic) and flush the folder entry; a
+    failed rename removes ``tmp`` and leaves any previous ``path`` untouched."""
+    with _removed_on_failure(tmp):
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 

@@ -1,11 +1,7 @@
 """The per-question content of a run's HTML report: verdicts, image files, knowledge text, intra-class draw.
 
-* :func:`question_verdicts`: one question under every per-question rule of :mod:`bamco_fast.metrics`:
-  ``exact`` (normalised exact match: the closed or open exact protocol, by the question's side),
-  ``recall`` (LLaVA-Med token recall, open questions), ``containment`` (the published BaMCo
-  containment, open questions), ``published`` (the published rules: yes/no answers by exact lower-cased
-  text, every other answer by containment) and ``lenient`` (why the published rules count a prediction
-  correct that exact match does not, e.g. ``"piece_in_answer"``; ``None`` otherwise).
+* :func:`question_verdicts`: one question under every per-question rule of :mod:`bamco_fast.metrics`
+  (:func:`bamco_fast.metrics.protocols.question_verdicts`).
 * :func:`image_files`: each prediction row's image file: the row's ``image`` field (written by the
   VQA stage), else the dataset reader the run used (``config.json``: ``data.dataset``, ``data.root``),
   looked up by ``image_name``.
@@ -24,52 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics.normalize import DEFAULT_STEPS
 from ..metrics.predictions import Prediction
-from ..metrics.protocols import (
-    bamco_containment,
-    containment_reason,
-    exact_match,
-    is_closed,
-    published_text,
-    token_recall,
-)
+from ..metrics.protocols import question_verdicts
 
 __all__ = ["IntraDraw", "image_files", "intra_draw", "knowledge_text", "question_verdicts"]
-
-
-def question_verdicts(
-    prediction: str,
-    answer: str,
-    answer_type: str | None,
-    *,
-    closed_rule: str = "dataset",
-    steps: Sequence[str] = DEFAULT_STEPS,
-) -> dict:
-    """Every rule's verdict on one question (see the module docstring).
-
-    Returns ``{"closed": bool, "exact": 0|1, "recall": float|None, "containment": 0|1|None,
-    "published": 0|1, "lenient": str|None}``; ``None`` where a rule does not score the question's side.
-    ``closed_rule="dataset"`` without an ``answer_type`` falls back to the yes/no rule.
-    """
-    rule = "yesno" if closed_rule == "dataset" and answer_type is None else closed_rule
-    closed = is_closed(answer, answer_type, rule)
-    exact = int(exact_match(prediction, answer, steps))
-    if is_closed(answer, None, "yesno"):
-        published = int(published_text(prediction) == published_text(answer))
-    else:
-        published = int(bamco_containment(prediction, answer))
-    lenient = None
-    if published and not exact:
-        lenient = containment_reason(prediction, answer, steps) or "containment"
-    return {
-        "closed": closed,
-        "exact": exact,
-        "recall": None if closed else round(token_recall(prediction, answer, steps), 4),
-        "containment": None if closed else int(bamco_containment(prediction, answer)),
-        "published": published,
-        "lenient": lenient,
-    }
 
 
 def knowledge_text(row: Prediction) -> tuple[str, str]:

@@ -45,6 +45,12 @@ def _where(row: Prediction) -> str:
     return f"{row.qid!r} (line {row.line})" if row.line is not None else repr(row.qid)
 
 
+def _first(names: Sequence[str]) -> str:
+    """The first ``_SHOW`` names joined by commas, then ``" and N more"`` for the rest."""
+    more = f" and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
+    return ", ".join(names[:_SHOW]) + more
+
+
 def join_with_dataset(
     predictions: Sequence[Prediction],
     records: Sequence[VQARecord],
@@ -72,20 +78,18 @@ def join_with_dataset(
     by_qid = {record.qid: record for record in records}
     unknown = [row for row in predictions if row.qid not in by_qid]
     if unknown:
-        shown = ", ".join(_where(row) for row in unknown[:_SHOW])
-        more = f" and {len(unknown) - _SHOW} more" if len(unknown) > _SHOW else ""
         raise PredictionsError(
-            f"{len(unknown)} prediction id(s) not in {where} ({len(by_qid)} questions): {shown}{more}; "
+            f"{len(unknown)} prediction id(s) not in {where} ({len(by_qid)} questions): "
+            f"{_first([_where(row) for row in unknown])}; "
             "check --dataset/--split/--lang and that 'qid' holds the dataset's question id",
             path=source or None,
         )
     predicted = {row.qid for row in predictions}
     absent = [record.qid for record in records if record.qid not in predicted]
     if absent and missing == "error":
-        shown = ", ".join(repr(q) for q in absent[:_SHOW])
-        more = f" and {len(absent) - _SHOW} more" if len(absent) > _SHOW else ""
         raise PredictionsError(
-            f"{len(absent)} of {len(by_qid)} questions of {where} have no prediction: {shown}{more}; "
+            f"{len(absent)} of {len(by_qid)} questions of {where} have no prediction: "
+            f"{_first([repr(qid) for qid in absent])}; "
             "pass --missing skip to score only the predicted questions",
             path=source or None,
         )

@@ -15,9 +15,12 @@ the mean over its questions (see :mod:`bamco_fast.metrics.scoring`).
   :data:`CONTAINMENT_QUIRKS`): both texts lower-cased and stripped, the prediction split on commas,
   one leading space removed from each piece and from the answer; correct iff some piece is a
   substring of the answer or the answer is a substring of some piece.
+* :func:`bamco_published`: the published BaMCo accuracy of any question: yes/no answers by exact
+  lower-cased text, every other answer by :func:`bamco_containment`.
 * :func:`is_closed`: the open/closed split. ``"dataset"`` uses the dataset's own label (Slake's
   ``answer_type``, VQA-RAD's); ``"yesno"`` is the published rule (closed iff the answer is exactly
   ``yes`` or ``no`` after lower-casing and stripping).
+* :func:`question_verdicts`: one question under every rule above, as one dict.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ __all__ = [
     "CLOSED_RULES",
     "CONTAINMENT_QUIRKS",
     "bamco_containment",
+    "bamco_published",
     "containment_reason",
     "exact_match",
     "is_closed",
     "published_text",
+    "question_verdicts",
     "token_recall",
 ]
 
@@ -91,6 +96,15 @@ def bamco_containment(prediction: str, answer: str) -> float:
     return float(any(piece in target or target in piece for piece in _pieces(prediction)))
 
 
+def bamco_published(prediction: str, answer: str) -> float:
+    """The published accuracy of one question, whatever its label: a yes/no answer (the published closed
+    rule) is correct iff the lower-cased, stripped texts are equal; any other answer by
+    :func:`bamco_containment`. ``1.0`` or ``0.0``."""
+    if is_closed(answer, None, "yesno"):
+        return float(published_text(prediction) == published_text(answer))
+    return bamco_containment(prediction, answer)
+
+
 def containment_reason(prediction: str, answer: str, steps: Sequence[str] = DEFAULT_STEPS) -> str | None:
     """Why containment counts a prediction correct that exact match does not; ``None`` otherwise.
 
@@ -123,3 +137,38 @@ def is_closed(answer: str, answer_type: str | None, rule: str) -> bool:
             raise ValueError("closed_rule='dataset' needs an answer_type for every question")
         return answer_type == "CLOSED"
     raise ValueError(f"closed_rule must be one of {list(CLOSED_RULES)}, got {rule!r}")
+
+
+def question_verdicts(
+    prediction: str,
+    answer: str,
+    answer_type: str | None,
+    *,
+    closed_rule: str = "dataset",
+    steps: Sequence[str] = DEFAULT_STEPS,
+) -> dict:
+    """Every rule's verdict on one question: ``exact`` (normalised exact match, the closed or open exact
+    protocol by the question's side), ``recall`` (:func:`token_recall`, open questions), ``containment``
+    (:func:`bamco_containment`, open questions), ``published`` (:func:`bamco_published`) and ``lenient``
+    (why the published rules count a prediction correct that exact match does not, e.g.
+    ``"piece_in_answer"``; ``None`` otherwise).
+
+    Returns ``{"closed": bool, "exact": 0|1, "recall": float|None, "containment": 0|1|None,
+    "published": 0|1, "lenient": str|None}``; ``None`` where a rule does not score the question's side.
+    ``closed_rule="dataset"`` without an ``answer_type`` falls back to the yes/no rule.
+    """
+    rule = "yesno" if closed_rule == "dataset" and answer_type is None else closed_rule
+    closed = is_closed(answer, answer_type, rule)
+    exact = int(exact_match(prediction, answer, steps))
+    published = int(bamco_published(prediction, answer))
+    lenient = None
+    if published and not exact:
+        lenient = containment_reason(prediction, answer, steps) or "containment"
+    return {
+        "closed": closed,
+        "exact": exact,
+        "recall": None if closed else round(token_recall(prediction, answer, steps), 4),
+        "containment": None if closed else int(bamco_containment(prediction, answer)),
+        "published": published,
+        "lenient": lenient,
+    }

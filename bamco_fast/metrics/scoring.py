@@ -29,10 +29,10 @@ from .predictions import Prediction, PredictionsError
 from .protocols import (
     CLOSED_RULES,
     bamco_containment,
+    bamco_published,
     containment_reason,
     exact_match,
     is_closed,
-    published_text,
     token_recall,
 )
 from .report import METRIC_DESCRIPTIONS, MetricResult, ScoreReport
@@ -170,12 +170,7 @@ def score(
         "open_recall": [token_recall(p.prediction, p.answer, steps) for p in open_rows],
         "open_containment_bamco": [bamco_containment(p.prediction, p.answer) for p in open_rows],
         "overall_exact": [exact_match(p.prediction, p.answer, steps) for p in predictions],
-        "overall_bamco_published": [
-            float(published_text(p.prediction) == published_text(p.answer))
-            if is_closed(p.answer, None, "yesno")
-            else bamco_containment(p.prediction, p.answer)
-            for p in predictions
-        ],
+        "overall_bamco_published": [bamco_published(p.prediction, p.answer) for p in predictions],
     }
     notes: list[str] = []
     values.update(_text_values(open_rows, options, notes))

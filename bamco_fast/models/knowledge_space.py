@@ -31,26 +31,11 @@ from ..encoders import IntraClassEncoder
 from ..losses import BaMCoObjective, NormedLinear
 from .heads import PrototypeHead, TextHead
 from .knowledge_space_config import KnowledgeSpaceConfig
-from .knowledge_space_io import (
-    CLASSES_FILE,
-    FORMAT,
-    FORMAT_VERSION,
-    META_FILE,
-    TOWERS_DIR,
-    WEIGHTS_FILE,
-    load_knowledge_space,
-    save_knowledge_space,
-)
+from .knowledge_space_io import load_knowledge_space, save_knowledge_space
 from .official import OfficialKnowledgeSpaceReport
 from .towers import Towers, load_towers
 
 __all__ = [
-    "CLASSES_FILE",
-    "FORMAT",
-    "FORMAT_VERSION",
-    "META_FILE",
-    "TOWERS_DIR",
-    "WEIGHTS_FILE",
     "KnowledgeSpace",
     "KnowledgeSpaceConfig",
     "KnowledgeSpaceOutput",

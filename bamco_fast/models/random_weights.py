@@ -68,11 +68,12 @@ def build_random_weights(
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"name: expected one of {list(MODEL_NAMES)}, got {name!r}")
+    options = dict(width=width, seed=seed, overwrite=overwrite)
     if name == "biomedclip":
         if dtype not in ("float32", torch.float32):
             raise ValueError(f"dtype: biomedclip is written in float32 only, got {dtype!r}")
-        return build_random_biomedclip(folder, texts, width=width, seed=seed, overwrite=overwrite)
-    return build_random_llm(name, folder, texts, width=width, dtype=dtype, seed=seed, overwrite=overwrite)
+        return build_random_biomedclip(folder, texts, **options)
+    return build_random_llm(name, folder, texts, dtype=dtype, **options)
 
 
 def _safetensors_shapes(path: Path) -> list[list[int]]:

@@ -21,7 +21,7 @@ normalised on the fly: ``(x / 255 - mean) / std``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,29 @@ def decode_images(paths: Sequence[Path | str], size: tuple[int, int]) -> torch.T
             raise ValueError(f"intra-class image {str(path)!r} cannot be decoded: {exc}") from None
         out[i] = _square(decoded, size)
     return out
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+
+def _shared_pools(
+    class_to_items: Mapping[str, Sequence[Path | str]], what: str, known: Container[str] | None = None
+) -> tuple[list[str], list[list[int]]]:
+    """The distinct items (as ``str``, first-seen order) and each class's pool of indices into them.
+
+    Every class needs an item; with ``known`` (an image cache's names) every item must be in it.
+    """
+    order: dict[str, int] = {}
+    pools = []
+    for name, items in class_to_items.items():
+        if len(items) == 0:
+            raise ValueError(f"{what}: class {name!r} has no images")
+        unknown = [] if known is None else [item for item in items if item not in known]
+        if unknown:
+            raise ValueError(f"{what}: image {unknown[0]!r} of class {name!r} is not in the cache")
+        pools.append([order.setdefault(str(item), len(order)) for item in items])
+    return list(order), pools
 
 
 class IntraClassBank:
@@ -127,15 +150,12 @@ class IntraClassBank:
         seed: int = 0,
         sampling: str = "question",
     ) -> IntraClassBank:
-        """Build a bank from ``{class name: image files}``; every distinct file is decoded once."""
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        order: dict[str, int] = {}
-        pools = []
-        for name, paths in class_to_paths.items():
-            if len(paths) == 0:
-                raise ValueError(f"class_to_paths: class {name!r} has no images")
-            pools.append([order.setdefault(str(p), len(order)) for p in paths])
-        images = decode_images(list(order), size)
+        """Build a bank from ``{class name: image files}``; every distinct file is decoded once.
+
+        ``image_size``: ``h = w`` or ``(h, w)`` of the stored images; the other keywords as the constructor.
+        """
+        files, pools = _shared_pools(class_to_paths, "class_to_paths")
+        images = decode_images(files, _size(image_size))
         return cls(list(class_to_paths), images, pools, mean=mean, std=std, seed=seed, sampling=sampling)
 
     @classmethod
@@ -153,21 +173,12 @@ class IntraClassBank:
         """Build a bank from an :class:`~bamco_fast.pretraining.image_cache.ImageCache` (no decoding).
 
         ``class_to_names`` maps each class to image names of ``cache.names``; the valid region of each
-        cached image is resized to ``image_size``.
+        cached image is resized to ``image_size`` (``h = w`` or ``(h, w)``); the other keywords as the
+        constructor.
         """
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        size = _size(image_size)
         position = {name: i for i, name in enumerate(cache.names)}
-        order: dict[str, int] = {}
-        pools = []
-        for name, image_names in class_to_names.items():
-            if len(image_names) == 0:
-                raise ValueError(f"class_to_names: class {name!r} has no images")
-            for image_name in image_names:
-                if image_name not in position:
-                    raise ValueError(
-                        f"class_to_names: image {image_name!r} of class {name!r} is not in the cache"
-                    )
-            pools.append([order.setdefault(n, len(order)) for n in image_names])
+        order, pools = _shared_pools(class_to_names, "class_to_names", known=position)
         images = torch.empty((len(order), 3, *size), dtype=torch.uint8)
         for i, image_name in enumerate(order):
             j = position[image_name]

@@ -339,7 +339,11 @@ class VQAModel(nn.Module):
         knowledge_texts: Sequence[str] | None = None,
         intra_stacks: torch.Tensor | None = None,
     ) -> list[GeneratedAnswer]:
-        """Greedy answers for a batch (eval mode for the call; KV cache; left padding)."""
+        """Greedy answers for a batch (eval mode for the call; KV cache; left padding).
+
+        ``max_new_tokens`` defaults to the config's; the other arguments are those of
+        :meth:`prefix_features`.
+        """
         from transformers import GenerationConfig
 
         was_training = self.training

@@ -36,6 +36,7 @@ __all__ = [
     "cpp_backend",
     "reference_backend",
     "register_once",
+    "require_cpp",
     "select",
     "triton_availability",
     "triton_backend",
@@ -149,6 +150,13 @@ def cpp_availability() -> str | None:
         return None
     _cpp.warn_once()
     return f"compiled extension bamco_fast._C not loaded ({_cpp.load_error()})"
+
+
+def require_cpp(op_name: str) -> None:
+    """Raise :class:`BackendUnavailableError` naming ``op_name`` when ``bamco_fast._C`` is not loaded."""
+    reason = cpp_availability()
+    if reason:
+        raise BackendUnavailableError(f"{op_name}: {reason}")
 
 
 def select(

@@ -284,9 +284,7 @@ def _fused_fake(features, labels, prototypes, temperature, mode, compute_grad):
 @_backends.register_once
 def _register_cpp() -> None:
     """Attach the fake implementation and autograd formula to the compiled op."""
-    reason = _backends.cpp_availability()
-    if reason:
-        raise _backends.BackendUnavailableError(f"{OP_NAME}: {reason}")
+    _backends.require_cpp(OP_NAME)
     torch.library.register_fake("bamco_fast::bamco_loss")(_fused_fake)
     torch.library.register_autograd("bamco_fast::bamco_loss", _backward, setup_context=_setup_context)
 

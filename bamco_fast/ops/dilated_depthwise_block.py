@@ -22,6 +22,8 @@ samples (``triton``) at a time, so the activation memory of a block is that of i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +33,8 @@ from ._tolerance import Tolerance
 OP_NAME = "dilated_depthwise_block"
 DILATIONS = (1, 2, 3)
 NUM_PRELU = 6
+#: The block's parameters after ``x``, in the order every backend takes them.
+PARAM_NAMES = ("dw_weight", "norm_weight", "norm_bias", "pw1_weight", "pw2_weight", "prelu")
 
 # How close every fast path (a fused backend, or any backend below float64) must come to the float64
 # reference: error <= factor x the reference's own error in that dtype + floor, errors relative to the
@@ -114,31 +118,20 @@ def dilated_depthwise_block_reference(
     return y.to(out_dtype)
 
 
-def check_inputs(
-    x: torch.Tensor,
-    dw_weight: torch.Tensor,
-    norm_weight: torch.Tensor,
-    norm_bias: torch.Tensor,
-    pw1_weight: torch.Tensor,
-    pw2_weight: torch.Tensor,
-    prelu: torch.Tensor,
-    eps: float,
-) -> None:
+def check_inputs(x: torch.Tensor, params: Sequence[torch.Tensor], eps: float) -> None:
     """Validate types, shapes, dtypes and devices; raise naming the argument and the value received.
+
+    Args:
+        x: the block input, (B, c, D, H, W).
+        params: the six parameters in the order of :data:`PARAM_NAMES` (shapes in
+            :func:`dilated_depthwise_block`).
+        eps: normalisation epsilon.
 
     Raises:
         TypeError: a non-tensor argument or a non-floating dtype.
         ValueError: wrong ranks or sizes, an empty input, mismatched dtypes/devices, eps <= 0.
     """
-    named = {
-        "x": x,
-        "dw_weight": dw_weight,
-        "norm_weight": norm_weight,
-        "norm_bias": norm_bias,
-        "pw1_weight": pw1_weight,
-        "pw2_weight": pw2_weight,
-        "prelu": prelu,
-    }
+    named = {"x": x, **dict(zip(PARAM_NAMES, params))}
     for name, t in named.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{OP_NAME}: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -152,6 +145,7 @@ def check_inputs(
         raise ValueError(
             f"{OP_NAME}: x needs at least 2 voxels per channel for the normalisations, got {tuple(x.shape)}"
         )
+    pw1_weight = named["pw1_weight"]
     c = x.shape[1]
     if pw1_weight.dim() != 2:
         raise ValueError(f"{OP_NAME}: pw1_weight must have shape (e, {3 * c}), got {tuple(pw1_weight.shape)}")
@@ -212,9 +206,7 @@ def _cpp_backward(ctx, grad_y):
 @_backends.register_once
 def _register_cpp() -> None:
     """Attach the fake implementations and the autograd formula to the compiled ops."""
-    reason = _backends.cpp_availability()
-    if reason:
-        raise _backends.BackendUnavailableError(f"{OP_NAME}: {reason}")
+    _backends.require_cpp(OP_NAME)
     torch.library.register_fake("bamco_fast::dilated_depthwise_block")(_fake_forward)
     torch.library.register_fake("bamco_fast::dilated_depthwise_block_backward")(_fake_backward)
     torch.library.register_autograd(
@@ -275,8 +267,9 @@ def _run_triton(*args):
     return _run_fused(triton_op(), *args)
 
 
-# The backends in priority order; each ``run`` takes the validated arguments of
-# :func:`dilated_depthwise_block` (x, the six parameters, eps) and returns y.
+# The backends in priority order (chosen by ``TABLE.select``, see :func:`bamco_fast.ops._backends.select`);
+# each ``run`` takes the validated arguments of :func:`dilated_depthwise_block` (x, the six parameters,
+# eps) and returns y.
 TABLE = _backends.BackendTable(
     OP_NAME,
     (
@@ -288,11 +281,6 @@ TABLE = _backends.BackendTable(
 backends = TABLE.backends
 
 
-def select_backend(x: torch.Tensor, backend: str | None) -> _backends.Backend:
-    """The backend that runs this input (see :func:`bamco_fast.ops._backends.select`)."""
-    return TABLE.select(backend, x.device, x.dtype)
-
-
 def dilated_depthwise_block(
     x: torch.Tensor,
     dw_weight: torch.Tensor,
@@ -302,10 +290,28 @@ def dilated_depthwise_block(
     pw2_weight: torch.Tensor,
     prelu: torch.Tensor,
     eps: float = 1e-5,
+    *,
     backend: str | None = None,
 ) -> torch.Tensor:
-    """Dispatching entry point behind :func:`bamco_fast.functional.dilated_depthwise_block`."""
-    check_inputs(x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps)
-    return select_backend(x, backend).run(
-        x, dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu, eps
-    )
+    """GLIMS' depthwise atrous block (the building block of :class:`bamco_fast.IntraClassEncoder`), fused.
+
+    ``a_k = prelu(gamma_k N(dwconv_{dilation k+1}(x)) + beta_k)`` for k = 0, 1, 2;
+    ``h1 = prelu(N(W1 [a_0; a_1; a_2]))``; ``h2 = prelu(N(W2 h1))``; ``y = prelu(N(h2 + x))``, with N the
+    per-(sample, channel) normalisation over the volume (biased variance, ``eps``) and one PReLU slope per
+    stage (see the module docstring). Public as :func:`bamco_fast.functional.dilated_depthwise_block`.
+
+    Args:
+        x: (B, c, D, H, W) float32/float64 (CPU) or float32/bfloat16 (CUDA).
+        dw_weight: (3, c, 3, 3, 3) depthwise kernels for dilations 1, 2, 3.
+        norm_weight, norm_bias: (3, c) per-branch GroupNorm(c, c) affine parameters.
+        pw1_weight: (e, 3c), pw2_weight: (c, e) the 1x1x1 convolutions (no bias: it cancels in N).
+        prelu: (6,) slopes (three branches, after pw1, after pw2, output).
+        eps: normalisation epsilon.
+        backend: ``None``/``"auto"``, ``"triton"``, ``"cpp"`` or ``"reference"``.
+
+    Returns:
+        (B, c, D, H, W), dtype of ``x``; differentiable w.r.t. every tensor argument.
+    """
+    params = (dw_weight, norm_weight, norm_bias, pw1_weight, pw2_weight, prelu)
+    check_inputs(x, params, eps)
+    return TABLE.select(backend, x.device, x.dtype).run(x, *params, eps)

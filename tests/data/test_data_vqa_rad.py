@@ -56,22 +56,14 @@ def test_validation_is_carved_from_train_by_image_and_seeded():
     assert [r.qid for r in other] != [r.qid for r in val]
 
 
+def _check_splits(root, *args: str) -> int:
+    """``python -m bamco_fast.data check-splits --dataset vqa-rad --root ROOT ARGS...``: its exit code."""
+    return data_main(["check-splits", "--dataset", "vqa-rad", "--root", str(root), *args])
+
+
 def test_check_splits_flags_bamco_train_plus_test_head(capsys):
     root = shared("vqa_rad", "hf_flaviagiammarino_order")
-    rc = data_main(
-        [
-            "check-splits",
-            "--dataset",
-            "vqa-rad",
-            "--root",
-            str(root),
-            "--val-fraction",
-            "0",
-            "--splits",
-            "train+test[:300]",
-            "test",
-        ]
-    )
+    rc = _check_splits(root, "--val-fraction", "0", "--splits", "train+test[:300]", "test")
     out = capsys.readouterr().out
     assert rc == 1
     assert "(image, question) shared: 300 distinct" in out  # exactly the 300 test rows trained on
@@ -80,20 +72,7 @@ def test_check_splits_flags_bamco_train_plus_test_head(capsys):
 def test_check_splits_clean_split_exits_zero(tmp_path, capsys):
     root = shared("vqa_rad", "hf_flaviagiammarino_order")
     report = tmp_path / "report.json"
-    rc = data_main(
-        [
-            "check-splits",
-            "--dataset",
-            "vqa-rad",
-            "--root",
-            str(root),
-            "--splits",
-            "train",
-            "validate",
-            "--json",
-            str(report),
-        ]
-    )
+    rc = _check_splits(root, "--splits", "train", "validate", "--json", str(report))
     assert rc == 0
     rows = json.loads(report.read_text())
     assert rows[0]["image_questions"] == 0 and rows[0]["images"] == 0
@@ -103,5 +82,5 @@ def test_unknown_layout_and_cli_error(tmp_path, capsys):
     write_json(tmp_path / "something.json", [])
     with pytest.raises(LayoutError, match="unknown VQA-RAD layout"):
         read_vqa_rad(tmp_path, "train")
-    rc = data_main(["check-splits", "--dataset", "vqa-rad", "--root", str(tmp_path)])
+    rc = _check_splits(tmp_path)
     assert rc == 2 and "unknown VQA-RAD layout" in capsys.readouterr().err

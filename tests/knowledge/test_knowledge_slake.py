@@ -159,38 +159,8 @@ def test_build_bad_input_leaves_no_output(tmp_path, capsys):
     assert {r["image"] for r in records} == {"xmlab0/source.jpg"} and {r["head_entity"] for r in records} == {
         "Lung"
     }
-    assert (
-        kg_main(
-            [
-                "build",
-                "--dataset",
-                "slake",
-                "--root",
-                str(root),
-                "--kb",
-                "umls:/nonexistent",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
-    assert (
-        kg_main(
-            [
-                "build",
-                "--dataset",
-                "slake",
-                "--root",
-                str(tmp_path),
-                "--kb",
-                f"slake-kg:{kg}",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert kg_main(build_argv(root, "umls:/nonexistent", out)) == 2
+    assert kg_main(build_argv(tmp_path, f"slake-kg:{kg}", out)) == 2
     assert "not a Slake 1.0 folder" in capsys.readouterr().err
 
 

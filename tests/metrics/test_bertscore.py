@@ -9,64 +9,22 @@ from bamco_fast.metrics.bertscore import bertscore_f1
 transformers = pytest.importorskip("transformers", reason="BERTScore needs transformers")
 tokenizers = pytest.importorskip("tokenizers", reason="building the tiny tokenizer needs tokenizers")
 
-_WORDS = [
-    "liver",
-    "spleen",
-    "left",
-    "lung",
-    "right",
-    "kidney",
-    "heart",
-    "nodule",
-    "mass",
-    "yes",
-    "no",
-    "the",
-    "and",
-    "of",
-    "is",
-    "in",
-]
-_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_TEXT = "liver spleen left lung right kidney heart nodule mass yes no the and of is in"  # every word in the vocabulary
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    """A 2-layer BERT folder with a lower-casing WordPiece tokenizer whose vocabulary holds every word of ``_TEXT``."""
+    from transformers import BertConfig, BertModel
+
+    from bamco_fast.models.tiny import _bert_tokenizer, train_wordpiece_vocab
 
     folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        [" ".join(_WORDS)] * 4, trainers.WordPieceTrainer(vocab_size=200, special_tokens=_SPECIAL)
-    )
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-    )
-    fast.save_pretrained(folder)
+    vocab = train_wordpiece_vocab([_TEXT], vocab_size=200)
+    _bert_tokenizer(vocab, context_length=512).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    BertModel(config).eval().save_pretrained(folder)
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(BertConfig(vocab_size=len(vocab), **sizes)).eval().save_pretrained(folder)
     return folder
 
 

@@ -34,6 +34,11 @@ def _predictions(path, rows):
     return path
 
 
+def _score_slake(slake_root, *files, extra=()) -> list[str]:
+    """``score FILE... --dataset slake --root SLAKE_ROOT`` arguments, then ``extra``."""
+    return ["score", *map(str, files), "--dataset", "slake", "--root", str(slake_root), *extra]
+
+
 _PREDS = [
     {"qid": "11", "prediction": "no"},
     {"qid": "12", "prediction": "the heart"},
@@ -45,18 +50,7 @@ _PREDS = [
 def test_score_joins_the_dataset_and_prints_baselines(tmp_path, slake_root, capsys):
     pred = _predictions(tmp_path / "pred.jsonl", _PREDS)
     out = tmp_path / "report.json"
-    args = [
-        "score",
-        str(pred),
-        "--dataset",
-        "slake",
-        "--root",
-        str(slake_root),
-        "--n-boot",
-        "100",
-        "--out",
-        str(out),
-    ]
+    args = _score_slake(slake_root, pred, extra=("--n-boot", "100", "--out", str(out)))
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "open_containment_bamco" in printed and "majority" in printed and "question_prior" in printed
@@ -79,10 +73,7 @@ def test_several_files_give_mean_and_std(tmp_path, slake_root, capsys):
     a = _predictions(tmp_path / "a.jsonl", _PREDS)
     b = _predictions(tmp_path / "b.jsonl", [{**r, "prediction": "x"} for r in _PREDS])
     out = tmp_path / "r.json"
-    assert (
-        main(["score", str(a), str(b), "--dataset", "slake", "--root", str(slake_root), "--out", str(out)])
-        == 0
-    )
+    assert main(_score_slake(slake_root, a, b, extra=("--out", str(out)))) == 0
     report = json.loads(out.read_text())
     assert report["metrics"]["closed_exact"]["runs"] == [1.0, 0.0]
     assert report["metrics"]["closed_exact"]["score"] == 0.5 and len(report["runs"]) == 2
@@ -116,7 +107,7 @@ def test_file_without_dataset_needs_answers(tmp_path, capsys):
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, slake_root, capsys, rows, extra, message):
     pred = _predictions(tmp_path / "pred.jsonl", rows)
-    assert main(["score", str(pred), "--dataset", "slake", "--root", str(slake_root), *extra]) == 2
+    assert main(_score_slake(slake_root, pred, extra=extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert __import__("re").search(message, err), err
@@ -125,19 +116,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, slake_root, capsys, ro
 def test_missing_skip_scores_the_subset(tmp_path, slake_root, capsys):
     pred = _predictions(tmp_path / "pred.jsonl", _PREDS[:3])
     out = tmp_path / "r.json"
-    args = [
-        "score",
-        str(pred),
-        "--dataset",
-        "slake",
-        "--root",
-        str(slake_root),
-        "--missing",
-        "skip",
-        "--out",
-        str(out),
-    ]
-    assert main(args) == 0
+    assert main(_score_slake(slake_root, pred, extra=("--missing", "skip", "--out", str(out)))) == 0
     report = json.loads(out.read_text())
     assert report["n_questions"] == 3 and report["join"]["n_missing"] == 1
     assert report["baselines"]["majority"]["n_questions"] == 3
@@ -200,14 +179,13 @@ def test_table_of_several_reports_with_baselines_once_per_question_set(tmp_path,
         pred = _predictions(tmp_path / f"{name}.jsonl", rows)
         out = tmp_path / name / "report.json"
         out.parent.mkdir()
-        base = ["score", str(pred), "--dataset", "slake", "--root", str(slake_root), "--n-boot", "0"]
-        assert main([*base, "--out", str(out)]) == 0
+        assert main(_score_slake(slake_root, pred, extra=("--n-boot", "0", "--out", str(out)))) == 0
         reports.append(out)
     validate = tmp_path / "v" / "report.json"
     validate.parent.mkdir()
     pred = _predictions(tmp_path / "v.jsonl", [{"qid": "1", "prediction": "yes"}])
-    args = ["score", str(pred), "--dataset", "slake", "--root", str(slake_root), "--split", "validate"]
-    assert main([*args, "--n-boot", "0", "--out", str(validate)]) == 0
+    args = _score_slake(slake_root, pred, extra=("--split", "validate", "--n-boot", "0"))
+    assert main([*args, "--out", str(validate)]) == 0
     capsys.readouterr()
     table_file = tmp_path / "table.md"
     args = ["table", f"first run={reports[0]}", str(reports[1]), str(validate), "--baselines"]
@@ -225,24 +203,8 @@ def test_table_of_several_reports_with_baselines_once_per_question_set(tmp_path,
     assert main(["table", str(tmp_path / "missing.json")]) == 2
     assert "report: file not found" in capsys.readouterr().err
     bare = tmp_path / "bare.json"
-    assert (
-        main(
-            [
-                "score",
-                str(tmp_path / "a.jsonl"),
-                "--dataset",
-                "slake",
-                "--root",
-                str(slake_root),
-                "--no-baselines",
-                "--n-boot",
-                "0",
-                "--out",
-                str(bare),
-            ]
-        )
-        == 0
-    )
+    no_baselines = ("--no-baselines", "--n-boot", "0", "--out", str(bare))
+    assert main(_score_slake(slake_root, tmp_path / "a.jsonl", extra=no_baselines)) == 0
     assert main(["table", str(bare), "--baselines"]) == 2
     assert "the report has no 'baselines'" in capsys.readouterr().err
     pred.write_text("[]")

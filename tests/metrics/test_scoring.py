@@ -16,33 +16,25 @@ from bamco_fast.metrics import (
     score,
 )
 
+# metric: {closed rule: (n, score)}.
 # Dataset rule: closed = a, b, c; open = d, e, f (see helpers_metrics.CASES).
-_DATASET = {
-    "closed_exact": (3, 2 / 3),
-    "open_exact": (3, 1 / 3),
-    "open_recall": (3, 1 / 3),
-    "open_containment_bamco": (3, 1.0),
-    "overall_exact": (6, 1 / 2),
-    "overall_bamco_published": (
-        6,
-        5 / 6,
-    ),  # b is the only miss: c counts by containment ("heart" in "heart.")
-}
-# Published rule: closed = a, b (yes/no answers); c ("Heart") becomes open.
-_YESNO = {
-    "closed_exact": (2, 1 / 2),
-    "open_exact": (4, 2 / 4),
-    "open_recall": (4, 2 / 4),
-    "open_containment_bamco": (4, 1.0),
-    "overall_exact": (6, 1 / 2),
-    "overall_bamco_published": (6, 5 / 6),
+# Published rule (yesno): closed = a, b (yes/no answers); c ("Heart") becomes open.
+_EXPECTED = {
+    "closed_exact": {"dataset": (3, 2 / 3), "yesno": (2, 1 / 2)},
+    "open_exact": {"dataset": (3, 1 / 3), "yesno": (4, 2 / 4)},
+    "open_recall": {"dataset": (3, 1 / 3), "yesno": (4, 2 / 4)},
+    "open_containment_bamco": {"dataset": (3, 1.0), "yesno": (4, 1.0)},
+    "overall_exact": {"dataset": (6, 1 / 2), "yesno": (6, 1 / 2)},
+    # b is the only miss: c counts by containment ("heart" in "heart.")
+    "overall_bamco_published": {"dataset": (6, 5 / 6), "yesno": (6, 5 / 6)},
 }
 
 
-@pytest.mark.parametrize(("rule", "expected"), [("dataset", _DATASET), ("yesno", _YESNO)])
-def test_hand_made_scores(rule, expected):
+@pytest.mark.parametrize("rule", ["dataset", "yesno"])
+def test_hand_made_scores(rule):
     report = score(hand_made(), closed_rule=rule, n_boot=200, seed=3)
-    for name, (n, value) in expected.items():
+    for name, by_rule in _EXPECTED.items():
+        n, value = by_rule[rule]
         result = report.metrics[name]
         assert (result.n, result.score) == (n, pytest.approx(value)), name
         assert result.ci_low <= result.score + 1e-12 and result.score - 1e-12 <= result.ci_high

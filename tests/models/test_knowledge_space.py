@@ -20,20 +20,15 @@ CLASSES = ["liver", "lung", "brain"]
 INTRA = dict(num_images=64, intra_image_size=32, feature_size=2, embed_dim=32)
 
 
-@pytest.fixture(scope="module")
-def towers(tiny_towers_dir):
-    return load_towers(f"local-dir:{tiny_towers_dir}")
-
-
 @pytest.fixture()
 def config(tiny_towers_dir):
     return KnowledgeSpaceConfig(tower=f"local-dir:{tiny_towers_dir}", **INTRA)
 
 
 @pytest.fixture()
-def ks(config, towers):
+def ks(config, tiny_towers):
     torch.manual_seed(0)
-    return KnowledgeSpace(config, CLASSES, towers=towers)
+    return KnowledgeSpace(config, CLASSES, towers=tiny_towers)
 
 
 def _batch(b: int, seed: int = 0):
@@ -149,7 +144,7 @@ def test_paper_shapes_parameter_count(tiny_towers_dir, tmp_path):
     assert trainable == encoder + 526_336 + 788_480 + 1024 * 285
 
 
-def test_config_switches(config, towers):
+def test_config_switches(config, tiny_towers):
     cfg = KnowledgeSpaceConfig(**{**config.to_dict(), "freeze_text_tower": False, "train_text_head": False})
     ks = KnowledgeSpace(cfg, CLASSES, towers=load_towers(config.tower))
     names = {n for n, p in ks.named_parameters() if p.requires_grad}
@@ -200,7 +195,7 @@ def test_save_load_roundtrip(ks, tmp_path):
         ks.save(moved)
 
 
-def test_bad_inputs(ks, config, towers, tmp_path):
+def test_bad_inputs(ks, config, tiny_towers, tmp_path):
     images, stacks = _batch(2)
     with pytest.raises(ValueError, match=r"image_features must have shape \(N, 32\), got \(2, 31\)"):
         ks(image_features=torch.zeros(2, 31))
@@ -217,9 +212,11 @@ def test_bad_inputs(ks, config, towers, tmp_path):
     with pytest.raises(ValueError, match="has 2 entries, expected 3"):
         ks.objective([1, 2])
     with pytest.raises(ValueError, match=r"embed_dim \(64\) must equal the towers' embed_dim \(32"):
-        KnowledgeSpace(KnowledgeSpaceConfig(**{**config.to_dict(), "embed_dim": 64}), CLASSES, towers=towers)
+        KnowledgeSpace(
+            KnowledgeSpaceConfig(**{**config.to_dict(), "embed_dim": 64}), CLASSES, towers=tiny_towers
+        )
     with pytest.raises(ValueError, match="'lung' twice"):
-        KnowledgeSpace(config, ["lung", "lung"], towers=towers)
+        KnowledgeSpace(config, ["lung", "lung"], towers=tiny_towers)
     with pytest.raises(ValueError, match="hf-hub:ORG/NAME"):
         KnowledgeSpaceConfig(tower="BiomedCLIP")
     with pytest.raises(ValueError, match="unknown keys \\['embed_dims'\\]; valid keys are"):
@@ -275,40 +272,40 @@ def _published_checkpoint(source: KnowledgeSpace) -> dict:
     return {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}
 
 
-def test_load_official_state_dict(config, towers):
+def test_load_official_state_dict(config, tiny_towers):
     cfg = KnowledgeSpaceConfig(**{**config.to_dict(), "intra_layout": "official"})
     torch.manual_seed(1)
-    source = KnowledgeSpace(cfg, CLASSES, towers=towers)
+    source = KnowledgeSpace(cfg, CLASSES, towers=tiny_towers)
     with torch.no_grad():
         for p in source.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
     checkpoint = _published_checkpoint(source)
     torch.manual_seed(2)
-    target = KnowledgeSpace(cfg, CLASSES, towers=towers)
+    target = KnowledgeSpace(cfg, CLASSES, towers=tiny_towers)
     report = target.load_official_state_dict(checkpoint)
     assert report.missing_keys == [] and report.unexpected_keys == [] and report.notes == []
     assert "fc.weight" in report.loaded_keys and "head_fc.3.bias" in report.loaded_keys
     assert "logit_scale" in report.ignored_keys and "model.visual.head.proj.weight" in report.ignored_keys
     assert "GLIMS.stem.conv.bias" in report.ignored_keys
     images, stacks = _batch(2, seed=4)
-    tokens = towers.tokenize(["liver", "lung"])
+    tokens = tiny_towers.tokenize(["liver", "lung"])
     with torch.no_grad():
         want, got = source.eval()(images, tokens, stacks), target.eval()(images, tokens, stacks)
     for name in ("text", "intra", "logits", "prototypes"):
         torch.testing.assert_close(getattr(got, name), getattr(want, name), atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_load_official_state_dict_errors(config, towers):
-    source = KnowledgeSpace(config, CLASSES, towers=towers)
+def test_load_official_state_dict_errors(config, tiny_towers):
+    source = KnowledgeSpace(config, CLASSES, towers=tiny_towers)
     checkpoint = _published_checkpoint(source)["state_dict"]
-    other = KnowledgeSpace(config, ["liver", "lung"], towers=towers)
+    other = KnowledgeSpace(config, ["liver", "lung"], towers=tiny_towers)
     with pytest.raises(ValueError, match="2 classes.*3 classes|3 classes; this knowledge space has 2"):
         other.load_official_state_dict(checkpoint)
     broken = dict(checkpoint)
     del broken["module.head.0.bias"]
     broken["module.extra.weight"] = torch.zeros(1)
-    target = KnowledgeSpace(config, CLASSES, towers=towers)
+    target = KnowledgeSpace(config, CLASSES, towers=tiny_towers)
     before = target.text_head[3].weight.detach().clone()
     with pytest.raises(
         KeyError, match=r"missing keys \['text_head.0.bias'\].*unexpected keys \['extra.weight'\]"

@@ -8,12 +8,13 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 
 from bamco_fast.models.random_biomedclip import biomedclip_configs
-from bamco_fast.models.random_llms import TINY_SIZES, llm_config
+from bamco_fast.models.random_llms import PUBLISHED_CONFIGS, TINY_SIZES, llm_config
 from bamco_fast.models.random_tokenizers import FILLER_PREFIX, gpt2_tokenizer, llama3_tokenizer
 from bamco_fast.models.random_weights import build_random_weights, folder_parameter_count, main
 from bamco_fast.models.tokenizer_texts import detect_dataset, read_texts
@@ -23,91 +24,47 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "data"))  # helpers_data: finds ../shared/data or skips
 
-# The published config.json values. Sources (Hugging Face hub repository, file):
-# meta-llama/Llama-3.2-1B config.json, meta-llama/Llama-3.2-3B config.json, openai-community/gpt2-xl config.json.
-_LLAMA = {
-    "attention_bias": False,
-    "attention_dropout": 0.0,
-    "bos_token_id": 128000,
-    "eos_token_id": 128001,
-    "hidden_act": "silu",
-    "initializer_range": 0.02,
-    "intermediate_size": 8192,
-    "max_position_embeddings": 131072,
-    "mlp_bias": False,
-    "model_type": "llama",
-    "num_key_value_heads": 8,
-    "pretraining_tp": 1,
-    "rms_norm_eps": 1e-05,
-    "rope_scaling": {
-        "factor": 32.0,
-        "high_freq_factor": 4.0,
-        "low_freq_factor": 1.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-    "rope_theta": 500000.0,
-    "tie_word_embeddings": True,
-    "use_cache": True,
-    "vocab_size": 128256,
-}
+
+# The published architectures, read through transformers' common config attributes. Sources (Hugging Face
+# hub repository, file): meta-llama/Llama-3.2-1B config.json, meta-llama/Llama-3.2-3B config.json,
+# openai-community/gpt2-xl config.json.
+class Architecture(NamedTuple):
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    bos_token_id: int
+    eos_token_id: int
+
+
 PUBLISHED = {
-    "llama-3.2-1b": {
-        **_LLAMA,
-        "head_dim": 64,
-        "hidden_size": 2048,
-        "num_attention_heads": 32,
-        "num_hidden_layers": 16,
-    },
-    "llama-3.2-3b": {
-        **_LLAMA,
-        "head_dim": 128,
-        "hidden_size": 3072,
-        "num_attention_heads": 24,
-        "num_hidden_layers": 28,
-    },
-    "gpt2-xl": {
-        "activation_function": "gelu_new",
-        "attn_pdrop": 0.1,
-        "bos_token_id": 50256,
-        "embd_pdrop": 0.1,
-        "eos_token_id": 50256,
-        "initializer_range": 0.02,
-        "layer_norm_epsilon": 1e-05,
-        "model_type": "gpt2",
-        "n_ctx": 1024,
-        "n_embd": 1600,
-        "n_head": 25,
-        "n_layer": 48,
-        "n_positions": 1024,
-        "output_past": True,
-        "resid_pdrop": 0.1,
-        "summary_activation": None,
-        "summary_first_dropout": 0.1,
-        "summary_proj_to_labels": True,
-        "summary_type": "cls_index",
-        "summary_use_proj": True,
-        "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
-        "vocab_size": 50257,
-    },
+    "llama-3.2-1b": Architecture(2048, 16, 32, 128256, 131072, 128000, 128001),
+    "llama-3.2-3b": Architecture(3072, 28, 24, 128256, 131072, 128000, 128001),
+    "gpt2-xl": Architecture(1600, 48, 25, 50257, 1024, 50256, 50256),
 }
 # Parameter counts in millions, computed from the published shapes.
 PARAMETERS_M = {"llama-3.2-1b": 1235.8, "llama-3.2-3b": 3212.7, "gpt2-xl": 1557.6}
-# Llama 3.2's special tokens at ids 128000.. (meta-llama/Llama-3.2-1B tokenizer files, as written by
-# transformers' convert_llama_weights_to_hf.py, DEFAULT_LLAMA_SPECIAL_TOKENS["3.2"]).
-LLAMA_SPECIALS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|reserved_special_token_2|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-] + [f"<|reserved_special_token_{i}|>" for i in range(3, 248)]
+# Llama 3.2's special tokens fill ids 128000..128255 (meta-llama/Llama-3.2-1B tokenizer files, as written by
+# transformers' convert_llama_weights_to_hf.py, DEFAULT_LLAMA_SPECIAL_TOKENS["3.2"]): the named ones below,
+# and <|reserved_special_token_N|> at every other id, N counting from 0 upwards.
+LLAMA_NAMED_SPECIALS = {
+    128000: "<|begin_of_text|>",
+    128001: "<|end_of_text|>",
+    128004: "<|finetune_right_pad_id|>",
+    128006: "<|start_header_id|>",
+    128007: "<|end_header_id|>",
+    128008: "<|eom_id|>",
+    128009: "<|eot_id|>",
+    128010: "<|python_tag|>",
+}
+
+
+def _llama_specials() -> list[str]:
+    """The tokens at ids 128000..128255, in id order."""
+    reserved = (f"<|reserved_special_token_{n}|>" for n in range(256 - len(LLAMA_NAMED_SPECIALS)))
+    return [LLAMA_NAMED_SPECIALS.get(i) or next(reserved) for i in range(128000, 128256)]
+
 
 TEXTS = (
     "Is the liver enlarged?",
@@ -131,14 +88,14 @@ LLMS = tuple(PARAMETERS_M)
 
 
 def _published_view(written: dict, name: str) -> dict:
-    """The fields of a written config.json that the published file has, with transformers 5's
-    ``rope_parameters`` split back into ``rope_scaling`` and ``rope_theta``."""
+    """The fields of a written config.json that the published file has (:data:`PUBLISHED_CONFIGS`), with
+    transformers 5's ``rope_parameters`` split back into ``rope_scaling`` and ``rope_theta``."""
     view = dict(written)
     if "rope_parameters" in view:
         rope = dict(view.pop("rope_parameters"))
         view["rope_theta"] = rope.pop("rope_theta")
         view["rope_scaling"] = rope
-    return {field: view.get(field, "<missing>") for field in PUBLISHED[name]}
+    return {field: view.get(field, "<missing>") for field in PUBLISHED_CONFIGS[name]}
 
 
 # ---------------------------------------------------------------------------------------- architectures
@@ -153,7 +110,7 @@ def test_full_size_parameter_count_matches_published(name):
     count = sum(p.numel() for p in model.parameters())
     assert abs(count / 1e6 - PARAMETERS_M[name]) < 0.1, count
     embedding = model.get_input_embeddings().weight
-    assert embedding.shape[0] == PUBLISHED[name]["vocab_size"]
+    assert embedding.shape[0] == PUBLISHED[name].vocab_size
     assert model.get_output_embeddings().weight is embedding  # tied
 
 
@@ -180,10 +137,40 @@ def test_biomedclip_parameter_count_on_meta(tmp_path):
 
 
 @pytest.mark.parametrize("name", LLMS)
-def test_config_fields_equal_published(name, tmp_path):
+def test_architecture_equals_published(name):
+    config = llm_config(name)
+    assert Architecture(*(getattr(config, field) for field in Architecture._fields)) == PUBLISHED[name]
+    assert config.tie_word_embeddings and config.initializer_range == 0.02
+
+
+@pytest.mark.parametrize("name", LLMS)
+def test_family_details_equal_published(name):
+    config = llm_config(name)
+    if name.startswith("gpt2"):
+        assert (config.activation_function, config.n_inner) == ("gelu_new", None)
+        assert config.layer_norm_epsilon == 1e-5
+        assert (config.attn_pdrop, config.embd_pdrop, config.resid_pdrop) == (0.1, 0.1, 0.1)
+        return
+    assert config.head_dim == config.hidden_size // config.num_attention_heads  # 64 and 128, as published
+    assert (config.num_key_value_heads, config.intermediate_size, config.hidden_act) == (8, 8192, "silu")
+    assert (config.rms_norm_eps, config.attention_dropout) == (1e-5, 0.0)
+    assert config.attention_bias is False and config.mlp_bias is False
+    assert config.rope_parameters == {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+
+
+@pytest.mark.parametrize("name", LLMS)
+def test_config_json_keeps_every_published_field(name, tmp_path):
+    """transformers writes every field of the published table into config.json, unchanged."""
     llm_config(name).save_pretrained(tmp_path)
     written = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
-    assert _published_view(written, name) == PUBLISHED[name]
+    assert _published_view(written, name) == PUBLISHED_CONFIGS[name]
 
 
 @pytest.mark.parametrize("name", LLMS)
@@ -209,7 +196,7 @@ def tokenizers():
 def test_llama_tokenizer_ids_and_specials(tokenizers):
     tok = tokenizers["llama"]
     assert len(tok) == 128256
-    assert tok.convert_tokens_to_ids(LLAMA_SPECIALS) == list(range(128000, 128256))
+    assert tok.convert_ids_to_tokens(list(range(128000, 128256))) == _llama_specials()
     assert (tok.bos_token, tok.bos_token_id) == ("<|begin_of_text|>", 128000)
     assert (tok.eos_token, tok.eos_token_id) == ("<|end_of_text|>", 128001)
     assert tok.pad_token is None and tok.pad_token_id is None
@@ -278,7 +265,7 @@ def test_tiny_folder_loads_and_runs(tiny_folders, name):
     model = AutoModelForCausalLM.from_pretrained(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     rows = model.get_input_embeddings().weight.shape[0]
-    assert rows == len(tok) == PUBLISHED[name]["vocab_size"]
+    assert rows == len(tok) == PUBLISHED[name].vocab_size
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
     assert tok.pad_token is None
     assert folder_parameter_count(folder) == sum(p.numel() for p in model.parameters())

@@ -77,6 +77,11 @@ def loss_and_grads(fn, features, labels, prototypes, upstream):
     return loss.detach(), gf, gp
 
 
+def fused(backend, temperature):
+    """``functional.bamco_loss`` on ``backend`` as a ``(features, labels, prototypes) -> loss`` function."""
+    return lambda f, y, p: functional.bamco_loss(f, y, p, temperature, backend=backend)
+
+
 _ORACLE_CACHE: dict[tuple, tuple] = {}
 
 
@@ -98,13 +103,7 @@ def test_matches_eq1(backend, dtype, shape):
     features, labels, prototypes = make_inputs(*shape, dtype=dtype, seed=sum(shape))
     expected = oracle_for(shape)
     upstream = torch.tensor(0.37, dtype=dtype)
-    actual = loss_and_grads(
-        lambda f, y, p: functional.bamco_loss(f, y, p, 0.07, backend=backend),
-        features,
-        labels,
-        prototypes,
-        upstream,
-    )
+    actual = loss_and_grads(fused(backend, 0.07), features, labels, prototypes, upstream)
     if dtype == torch.float64:
         for name, a, e in zip(_NAMES, actual, expected):
             assert_tight(a, e, name)
@@ -131,13 +130,7 @@ def test_label_structures(backend, case, views):
     features, labels, prototypes = make_inputs(9, views, 12, 24, labels=labels)
     upstream = torch.tensor(-1.3, dtype=torch.float64)
     expected = loss_and_grads(lambda f, y, p: eq1_loss(f, y, p, 0.1), features, labels, prototypes, upstream)
-    actual = loss_and_grads(
-        lambda f, y, p: functional.bamco_loss(f, y, p, 0.1, backend=backend),
-        features,
-        labels,
-        prototypes,
-        upstream,
-    )
+    actual = loss_and_grads(fused(backend, 0.1), features, labels, prototypes, upstream)
     for name, a, e in zip(_NAMES, actual, expected):
         assert_tight(a, e, f"{case}: {name}")
 

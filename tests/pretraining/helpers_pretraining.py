@@ -23,6 +23,20 @@ def shared(*parts: str) -> Path:
     return path
 
 
+def published_vqa_rad_table():
+    """The published VQA-RAD training knowledge file (``bamco_kg/VQARAD``) over the shared VQA-RAD images,
+    joined through its image-id map; skips without the shared data."""
+    from bamco_fast.knowledge import load_image_map
+    from bamco_fast.pretraining import load_knowledge_table
+
+    kg = shared("bamco_kg", "VQARAD")
+    return load_knowledge_table(
+        kg / "KG_VQARAD_Train.json",
+        shared("vqa_rad", "VQA_RAD Image Folder"),
+        image_map=load_image_map(kg / "image_id_to_synpic.json"),
+    )
+
+
 def record(image: str, head: str, tail: str = "t", relation: str = "r", definition: str | None = "d") -> dict:
     return {
         "image": image,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers_pretraining import make_knowledge, record, shared, small_rows
+from helpers_pretraining import make_knowledge, published_vqa_rad_table, record, small_rows
 
 from bamco_fast.pretraining import (
     PUBLISHED_TEXT_PROBABILITIES,
@@ -211,14 +211,7 @@ def test_evaluation_batches(tmp_path, table, cache):
 
 
 def test_published_vqa_rad_batch():
-    from bamco_fast.knowledge import load_image_map
-
-    kg = shared("bamco_kg", "VQARAD")
-    table = load_knowledge_table(
-        kg / "KG_VQARAD_Train.json",
-        shared("vqa_rad", "VQA_RAD Image Folder"),
-        image_map=load_image_map(kg / "image_id_to_synpic.json"),
-    )
+    table = published_vqa_rad_table()
     keep = sorted(set(table.record_image[:40].tolist()))
     cache = build_image_cache([table.image_paths[i] for i in keep], 32)  # a few images decode for real
     full = torch.zeros(len(table.images), 3, 32, 32, dtype=torch.uint8)

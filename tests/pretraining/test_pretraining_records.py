@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers_pretraining import make_knowledge, record, shared
+from helpers_pretraining import make_knowledge, published_vqa_rad_table, record, shared
 
 from bamco_fast.data.errors import DataFormatError
 from bamco_fast.pretraining import KnowledgeTableError, load_knowledge_table
@@ -85,14 +85,7 @@ def test_heads_outside_given_classes_get_minus_one(tmp_path):
 
 
 def test_published_vqa_rad_train():
-    from bamco_fast.knowledge import load_image_map
-
-    kg = shared("bamco_kg", "VQARAD")
-    table = load_knowledge_table(
-        kg / "KG_VQARAD_Train.json",
-        shared("vqa_rad", "VQA_RAD Image Folder"),
-        image_map=load_image_map(kg / "image_id_to_synpic.json"),
-    )
+    table = published_vqa_rad_table()
     # official_code_notes.md §2.1: 4,008 records, 285 classes, counts 1 ... 100
     assert len(table) == 4008 and table.num_classes == 285
     assert int(table.class_counts.min()) == 1 and int(table.class_counts.max()) == 100

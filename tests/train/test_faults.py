@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pretrain_demo import demo_slice, pretrain_sets
 
 from bamco_fast.train.core.checkpoint import load_checkpoint
 
@@ -26,47 +27,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
-    from bamco_fast.demo_data import demo_paths
-    from bamco_fast.models.tiny import build_tiny_towers
-
-    root = tmp_path_factory.mktemp("fault_data")
-    paths = demo_paths()
-    train = json.loads(paths.knowledge["train"].read_text())[:32]
-    val = json.loads(paths.knowledge["validate"].read_text())[:16]
-    (root / "train.json").write_text(json.dumps(train))
-    (root / "val.json").write_text(json.dumps(val))
-    texts = [r[k] or "" for r in train for k in ("head_entity", "def_head", "tail_entity", "relation")]
-    towers = build_tiny_towers(root / "towers", texts, image_size=32, embed_dim=32, context_length=32)
-    return {"train": root / "train.json", "val": root / "val.json", "images": paths.images, "towers": towers}
+    return demo_slice(tmp_path_factory.mktemp("fault_data"), 32, 16)
 
 
 def _command(data: dict[str, Path], out: Path, *sets: str) -> list[str]:
-    base = [
-        f"data.train_knowledge={data['train']}",
-        f"data.val_knowledge={data['val']}",
-        f"data.image_root={data['images']}",
-        "data.cache_resolution=32",
-        f"model.tower=local-dir:{data['towers']}",
-        "model.embed_dim=32",
-        "tiny.enabled=false",
-        "loop.batch_size=4",
-        "loop.epochs=50",
-        "loop.checkpoint_every_steps=1",
-        "loop.keep_last=1000",
-        "loop.progress=false",
-        "loop.tensorboard=false",
-        "loop.plot=false",
-        *sets,
-    ]
-    return [
-        sys.executable,
-        "-m",
-        "bamco_fast.train",
-        "pretrain",
-        "--out",
-        str(out),
-        *(a for s in base for a in ("--set", s)),
-    ]
+    """A real process: 50 epochs, a checkpoint every step and all of them kept; then ``sets``."""
+    every_step = ("loop.epochs=50", "loop.checkpoint_every_steps=1", "loop.keep_last=1000", "loop.plot=false")
+    module = [sys.executable, "-m", "bamco_fast.train", "pretrain"]
+    return [*module, "--out", str(out), *pretrain_sets(data, *every_step, *sets)]
 
 
 def _env() -> dict[str, str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from pretrain_demo import demo_slice, pretrain_sets
 
-from bamco_fast.demo_data import demo_paths
 from bamco_fast.train.cli import main as train_main
 from bamco_fast.train.core.checkpoint import load_checkpoint
 from bamco_fast.train.pretrain.task import alignment_loss
@@ -17,28 +17,12 @@ from bamco_fast.train.pretrain.task import alignment_loss
 RECORDS_TRAIN, RECORDS_VAL = 16, 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
-    """Knowledge files holding the first records of the demo's train/validate files, and tiny towers."""
-    from bamco_fast.models.tiny import build_tiny_towers
-
-    root = tmp_path_factory.mktemp("pretrain_data")
-    paths = demo_paths()
-    train = json.loads(paths.knowledge["train"].read_text())[:RECORDS_TRAIN]
-    val = json.loads(paths.knowledge["validate"].read_text())[:RECORDS_VAL]
-    (root / "train.json").write_text(json.dumps(train))
-    (root / "val.json").write_text(json.dumps(val))
-    texts = [r[k] or "" for r in train for k in ("head_entity", "def_head", "tail_entity", "relation")]
-    towers = build_tiny_towers(root / "towers", texts, image_size=32, embed_dim=32, context_length=32)
-    return {"train": root / "train.json", "val": root / "val.json", "images": paths.images, "towers": towers}
+    return demo_slice(tmp_path_factory.mktemp("pretrain_data"), RECORDS_TRAIN, RECORDS_VAL)
 
 
 def pretrain_main(args: list[str]) -> int:
@@ -46,21 +30,7 @@ def pretrain_main(args: list[str]) -> int:
 
 
 def _args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    sets = [
-        f"data.train_knowledge={data['train']}",
-        f"data.val_knowledge={data['val']}",
-        f"data.image_root={data['images']}",
-        "data.cache_resolution=32",
-        f"model.tower=local-dir:{data['towers']}",
-        "model.embed_dim=32",
-        "tiny.enabled=false",
-        "loop.batch_size=4",
-        "loop.epochs=2",
-        "loop.progress=false",
-        "loop.tensorboard=false",
-        "optim.warmup_steps=2",
-    ]
-    return ["--out", str(out), *(a for s in sets for a in ("--set", s)), *extra]
+    return ["--out", str(out), *pretrain_sets(data, "loop.epochs=2", "optim.warmup_steps=2"), *extra]
 
 
 def test_cli_trains_selects_saves_and_prints_the_matching_table(data, tmp_path, capsys):

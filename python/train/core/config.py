@@ -1,8 +1,9 @@
 """Typed run configurations: nested dataclasses, YAML/JSON files, ``--set a.b=value`` overrides.
 
 A stage defines its configuration as a tree of dataclasses (this module supplies the parts shared by
-both stages: :class:`OptimConfig` and :class:`LoopConfig`). Values come, in order, from the preset (a
-function returning a config), a ``--config FILE.yaml|json`` file, then ``--set a.b=value`` overrides.
+both stages: :class:`OptimConfig`, :class:`LoopConfig` and the datasets' folders :data:`DATASET_ROOTS`).
+Values come, in order, from the preset (a function returning a config), a ``--config FILE.yaml|json``
+file, then ``--set a.b=value`` overrides.
 Every key is checked against the dataclass fields: an unknown key is an error that lists the valid keys
 of that level. Values are coerced to the declared field type (``"1e-3"`` -> ``0.001`` for a ``float``,
 which must be finite; ``"true"`` -> ``True`` for a ``bool``, ``"0.9,0.98"`` -> ``(0.9, 0.98)`` for a tuple,
@@ -27,6 +28,7 @@ from .coerce import coerce
 from .errors import ConfigError
 
 __all__ = [
+    "DATASET_ROOTS",
     "ConfigError",
     "LoopConfig",
     "OptimConfig",
@@ -44,6 +46,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Default VQA folders (relative to the working directory) of each dataset; "" = the packaged demo subset.
+#: The VQA stage reads its questions there; the pretraining presets hold out its validation images.
+DATASET_ROOTS: dict[str, str] = {
+    "demo": "",
+    "slake": "../shared/data/slake",
+    "vqa-rad": "../shared/data/vqa_rad/hf_flaviagiammarino_order",
+    "pathvqa": "../shared/data/pathvqa",
+}
 
 
 @dataclasses.dataclass

@@ -31,14 +31,8 @@ from typing import Any
 from bamco_fast.boundary import UsageError, run_command
 from bamco_fast.data.jsonio import is_read_only
 
-from .config import (
-    RESUME_FREE_KEYS,
-    ConfigError,
-    apply_overrides,
-    config_from_dict,
-    parse_set,
-    resolve_config,
-)
+from .config import RESUME_FREE_KEYS, apply_overrides, config_from_dict, parse_set, resolve_config
+from .errors import ConfigError
 from .paths import resolved
 
 __all__ = ["Request", "Stage", "add_arguments", "run_new", "run_stage"]

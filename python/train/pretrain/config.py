@@ -8,12 +8,13 @@ overridden with ``--set data.train_knowledge=... data.image_root=...``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bamco_fast.models.knowledge_space import KnowledgeSpaceConfig
 
-from ..core.config import LoopConfig, OptimConfig, check_value
+from ..core.config import DATASET_ROOTS, LoopConfig, OptimConfig, check_value
 
 __all__ = [
     "PRESETS",
@@ -135,13 +136,13 @@ class TinyTowersConfig:
     """
 
     enabled: bool = False
-    image_size: int = 64
-    embed_dim: int = 64
-    context_length: int = 64
-    text_width: int = 64
-    text_layers: int = 2
-    vocab_size: int = 2000
-    seed: int = 0
+    image_size: int = 64  # side of the square input images (a multiple of 16, >= 32)
+    embed_dim: int = 64  # width of the image and text embeddings (and of the knowledge space)
+    context_length: int = 64  # token sequence length of the text tower
+    text_width: int = 64  # BERT hidden size
+    text_layers: int = 2  # BERT layers
+    vocab_size: int = 2000  # upper bound on the WordPiece vocabulary (special tokens included)
+    seed: int = 0  # seeds the random weights (same values -> same towers)
 
 
 @dataclass
@@ -159,45 +160,37 @@ class PretrainConfig:
     alignment: bool = False  # also train the plain-CLIP "alignment" baseline for the matching table
 
 
-def _paper(dataset: str, **data) -> PretrainConfig:
+#: The paper presets' data (``data.*`` fields; paths relative to the working directory). Each one's
+#: ``data.vqa_root`` is the VQA stage's folder of the dataset (:data:`DATASET_ROOTS`), so validation is
+#: made of the images the VQA stage selects on.
+_PAPER_DATA: dict[str, dict[str, str]] = {
+    # our knowledge records of Slake train / validate (``python -m bamco_fast.knowledge build``); the VQA
+    # stage selects on Slake validate, or on a carve of train when the copy has no test split (as ours)
+    "slake": {
+        "train_knowledge": "runs/knowledge/slake-train.json",
+        "val_knowledge": "runs/knowledge/slake-validate.json",
+        "image_root": "../shared/data/slake/imgs",
+    },
+    # BaMCo's published training records; the VQA stage carves validation from train (by image, 10%, seed 0)
+    "vqa-rad": {
+        "train_knowledge": "../shared/data/bamco_kg/VQARAD/KG_VQARAD_Train.json",
+        "image_map": "../shared/data/bamco_kg/VQARAD/image_id_to_synpic.json",
+        "image_root": "../shared/data/vqa_rad/VQA_RAD Image Folder",
+    },
+    # set data.train_knowledge to a PathVQA knowledge file (none can be built offline)
+    "pathvqa": {"image_root": "../shared/data/pathvqa/images"},
+}
+
+
+def _paper(dataset: str) -> PretrainConfig:
+    """The paper's training values on ``dataset`` (a key of :data:`_PAPER_DATA`)."""
     return PretrainConfig(
-        data=DataConfig(dataset=dataset, **data),
+        data=DataConfig(dataset=dataset, vqa_root=DATASET_ROOTS[dataset], **_PAPER_DATA[dataset]),
         model=KnowledgeSpaceConfig(),  # BiomedCLIP towers, D = 512, K = 36 images of 84 x 84
         loop=LoopConfig(epochs=300, batch_size=48),
         optim=OptimConfig(lr=1e-3, weight_decay=0.2, warmup_steps=5),
         out=f"runs/pretrain-{dataset}",
     )
-
-
-def slake() -> PretrainConfig:
-    """Slake: our knowledge records of Slake train / validate (``python -m bamco_fast.knowledge build``);
-    validation = the images the VQA stage selects on (Slake validate, or carved from train when the copy
-    has no test split, as ours)."""
-    return _paper(
-        "slake",
-        train_knowledge="runs/knowledge/slake-train.json",
-        val_knowledge="runs/knowledge/slake-validate.json",
-        image_root="../shared/data/slake/imgs",
-        vqa_root="../shared/data/slake",
-    )
-
-
-def vqa_rad() -> PretrainConfig:
-    """VQA-RAD: BaMCo's published training records; validation = the images the VQA stage carves from
-    train (by image, 10%, seed 0)."""
-    return _paper(
-        "vqa-rad",
-        train_knowledge="../shared/data/bamco_kg/VQARAD/KG_VQARAD_Train.json",
-        image_map="../shared/data/bamco_kg/VQARAD/image_id_to_synpic.json",
-        image_root="../shared/data/vqa_rad/VQA_RAD Image Folder",
-        vqa_root="../shared/data/vqa_rad/hf_flaviagiammarino_order",
-    )
-
-
-def pathvqa() -> PretrainConfig:
-    """PathVQA: set ``data.train_knowledge`` to a PathVQA knowledge file (none can be built offline);
-    validation = the images the VQA stage carves."""
-    return _paper("pathvqa", image_root="../shared/data/pathvqa/images", vqa_root="../shared/data/pathvqa")
 
 
 def demo() -> PretrainConfig:
@@ -243,9 +236,8 @@ def demo() -> PretrainConfig:
     )
 
 
+#: Preset name -> configuration function: the paper's datasets, then the packaged demo.
 PRESETS: dict[str, Callable[[], PretrainConfig]] = {
-    "slake": slake,
-    "vqa-rad": vqa_rad,
-    "pathvqa": pathvqa,
+    **{dataset: functools.partial(_paper, dataset) for dataset in _PAPER_DATA},
     "demo": demo,
 }

@@ -243,14 +243,4 @@ def _eval_only(config: PretrainConfig, run: Path, runtime, log) -> int:
     return 0
 
 
-STAGE = Stage(
-    name="pretrain",
-    config_cls=PretrainConfig,
-    presets=PRESETS,
-    default_preset="demo",
-    add_arguments=add_arguments,
-    apply_arguments=apply_arguments,
-    check=check,
-    run=run,
-    is_run=is_run,
-)
+STAGE = Stage("pretrain", PretrainConfig, PRESETS, "demo", add_arguments, apply_arguments, check, run, is_run)

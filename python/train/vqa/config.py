@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from bamco_fast.data.vqa_splits import SPLIT_DEFAULTS
 from bamco_fast.models.vqa_config import VQAModelConfig
 
-from ..core.config import LoopConfig, OptimConfig, check_value
+from ..core.config import DATASET_ROOTS, LoopConfig, OptimConfig, check_value
 
 __all__ = ["DATASET_ROOTS", "LLMS", "PRESETS", "TINY_LLM", "VQAConfig", "VQADataConfig", "VQAEvalConfig"]
 
@@ -33,13 +33,6 @@ LLMS: dict[str, str] = {
     "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
     "llama-3.2-3b": "meta-llama/Llama-3.2-3B",
     "gpt2-xl": "openai-community/gpt2-xl",
-}
-#: Default data folders (relative to the working directory) of each dataset; "" = the packaged demo subset.
-DATASET_ROOTS: dict[str, str] = {
-    "demo": "",
-    "slake": "../shared/data/slake",
-    "vqa-rad": "../shared/data/vqa_rad/hf_flaviagiammarino_order",
-    "pathvqa": "../shared/data/pathvqa",
 }
 TINY_LLM = "tiny"
 _DATASETS = tuple(DATASET_ROOTS)

@@ -242,14 +242,4 @@ def _evaluate(prep: Prepared, model, out: Path) -> int:
     return 0
 
 
-STAGE = Stage(
-    name="vqa",
-    config_cls=VQAConfig,
-    presets=PRESETS,
-    default_preset="demo-tiny",
-    add_arguments=add_arguments,
-    apply_arguments=apply_arguments,
-    check=check,
-    run=run,
-    is_run=is_run,
-)
+STAGE = Stage("vqa", VQAConfig, PRESETS, "demo-tiny", add_arguments, apply_arguments, check, run, is_run)
