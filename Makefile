@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/python -m bamco_fast.train vqa --knowledge-space runs/demo/pretrain --out runs/demo/vqa
 
 # The README's VQA results table: tiny local models on CPU on the real datasets in ../shared/data, each
-# run on one thread; independent runs in parallel with `make -j2 tiny-results` (about 9 minutes on 2 cores).
+# run on one thread; independent runs in parallel with `make -j2 tiny-results` (about 10 minutes on 2 cores).
 # Writes runs/tiny/results.md. Not the paper's setting: see the README.
 TINY := runs/tiny
 TRAIN := HF_HUB_OFFLINE=1 $(BIN)/python -m bamco_fast.train

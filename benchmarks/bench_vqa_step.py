@@ -22,6 +22,8 @@ Rows (one optimiser step each, batch 4 by default):
 * ``ours``: the training stage's step (``data.cache_frozen_features``): the frozen features of every
   training question computed once before training (:mod:`bamco_fast.models.vqa_features`; its cost per
   question is reported apart, as a one-time cost), then only projectors, LLM and the answer-only loss.
+* ``ours, full logits``: ``ours`` with the LM head at every position of the left-padded batch
+  (``model.answer_only_logits=false``): what the answer-only loss saves, alone.
 
 Profile columns (:mod:`vqa_step_profile`): data, towers, intra (encoder), llm (projectors + backbone, fwd +
 bwd), loss (LM head + cross-entropy, fwd + bwd), optimiser. Peak memory: the step's rise of the process's
@@ -55,7 +57,7 @@ _SHARED = Path(
     os.environ.get("BAMCO_FAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 BATCH = 4
-ROWS = ("published", "ours, first epoch", "ours")
+ROWS = ("published", "ours, first epoch", "ours", "ours, full logits")
 
 
 @dataclass
@@ -163,8 +165,9 @@ def _batches(setup: Setup, batch: int, count: int) -> list[list]:
     return [setup.records[i * batch : (i + 1) * batch] for i in range(count)]
 
 
-def ours_step(setup: Setup, records, *, frozen=None) -> StepResult:
-    """One step of the library's training step (``frozen``: this batch's rows of the feature cache)."""
+def ours_step(setup: Setup, records, *, frozen=None, answer_only: bool = True) -> StepResult:
+    """One step of the library's training step (``frozen``: this batch's rows of the feature cache;
+    ``answer_only=False``: the LM head at every position)."""
     model = setup.model
     prof = VQAStepProfiler(model)
     try:
@@ -180,11 +183,7 @@ def ours_step(setup: Setup, records, *, frozen=None) -> StepResult:
         if frozen is None:
             with torch.no_grad(), prof.frozen():
                 frozen = model.frozen_features(images, questions, qids=qids, report_retrieval=False)
-        loss = prof.loss_and_backward(model, frozen, batch)
-        with prof.phase("optimiser"):
-            setup.optimizer.step()
-            setup.optimizer.zero_grad(set_to_none=True)
-        return StepResult(prof.stop(), loss)
+        return StepResult(*prof.finish_step(model, frozen, batch, setup.optimizer, answer_only=answer_only))
     finally:
         prof.close()
 
@@ -229,11 +228,12 @@ def run_row(setup: Setup, row: str, batch: int = BATCH, steps: int = 2) -> dict:
 
         def step(i: int) -> StepResult:
             return peer.step(batches[i])
-    elif row == "ours":
+    elif row in ("ours", "ours, full logits"):
         cached, facts = feature_cache(setup, batches)
+        answer_only = row == "ours"
 
         def step(i: int) -> StepResult:
-            return ours_step(setup, batches[i], frozen=cached[i])
+            return ours_step(setup, batches[i], frozen=cached[i], answer_only=answer_only)
     else:
 
         def step(i: int) -> StepResult:

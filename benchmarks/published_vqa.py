@@ -150,11 +150,7 @@ class PublishedVQAStep:
                     [r.answer for r in records],
                     max_length=self.max_length,
                 )
-            loss = prof.loss_and_backward(model, frozen, batch, answer_only=False)
-            with prof.phase("optimiser"):
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            return StepResult(prof.stop(), loss)
+            return StepResult(*prof.finish_step(model, frozen, batch, self.optimizer, answer_only=False))
         finally:
             encoder.set_backend(None)
             prof.close()

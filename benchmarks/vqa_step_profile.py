@@ -37,10 +37,7 @@ class VQAStepProfiler(PhaseTimer):
             ...
         with prof.frozen():
             frozen = model.frozen_features(images, questions, qids=qids)
-        loss = prof.loss_and_backward(model, frozen, batch)
-        with prof.phase("optimiser"):
-            opt.step(); opt.zero_grad()
-        times = prof.stop()
+        times, loss = prof.finish_step(model, frozen, batch, opt)  # loss + backward, optimiser, stop
     """
 
     def __init__(self, model) -> None:
@@ -80,3 +77,12 @@ class VQAStepProfiler(PhaseTimer):
         with self.phase("llm"):
             hidden.backward(detached.grad)
         return float(loss.detach())
+
+    def finish_step(self, model, frozen, batch: dict, optimizer, *, answer_only: bool | None = None):
+        """The rest of a step after its features: :meth:`loss_and_backward`, then the optimiser's ``step``
+        and ``zero_grad`` (``optimiser``). Returns ``(times, loss)``: :meth:`stop`'s times and the loss."""
+        loss = self.loss_and_backward(model, frozen, batch, answer_only=answer_only)
+        with self.phase("optimiser"):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return self.stop(), loss

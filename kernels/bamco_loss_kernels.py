@@ -39,6 +39,7 @@ from .bamco_loss_tiles import (
     _class_counts,
     _counts_of,
     _group_rows,
+    _key_tile,
     _logits,
     _mma,
     _online_update,
@@ -284,15 +285,11 @@ def _grad_kernel(
             m_r = tl.load(lse_ptr + idx_r, mask=imask, other=0.0)
             l_r = tl.load(lse_ptr + num_part_rows + idx_r, mask=imask, other=0.0)
             for t0 in range(0, rows_in_group, BLOCK_N):
-                t = t0 + tl.arange(0, BLOCK_N)
-                tmask = t < rows_in_group
-                view_t, i_t, idx_t = _group_rows(t, B, V, va, vb, PAIRS)
-                col_ptrs = feat_ptr + i_t.to(tl.int64) * stride_fb + view_t * stride_fv
-                y_t = tl.load(labels_ptr + i_t, mask=tmask, other=-1)
-                kn_t = views_per_group * tl.load(n_ptr + y_t, mask=tmask, other=1.0)
-                m_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
-                l_t = tl.load(lse_ptr + num_part_rows + idx_t, mask=tmask, other=0.0)
-                s = _sim_tile(row_ptrs, imask, col_ptrs, tmask, D, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
+                s, t, tmask, col_ptrs, y_t, kn_t, m_t, l_t = _key_tile(
+                    row_ptrs, imask, t0, rows_in_group, B, V, va, vb, feat_ptr, stride_fb, stride_fv,
+                    labels_ptr, n_ptr, views_per_group, lse_ptr, num_part_rows, D, BLOCK_M, BLOCK_N, BLOCK_D,
+                    PAIRS, PRECISION,
+                )  # fmt: skip
                 valid = imask[:, None] & tmask[None, :] & (r[:, None] != t[None, :])
                 same = y_r[:, None] == y_t[None, :]
                 # anchor r, key t
@@ -338,15 +335,11 @@ def _grad_kernel(
         for g in range(num_groups):
             va, vb = _pair_views(g, V)
             for t0 in range(0, rows_in_group, BLOCK_N):
-                t = t0 + tl.arange(0, BLOCK_N)
-                tmask = t < rows_in_group
-                view_t, i_t, idx_t = _group_rows(t, B, V, va, vb, PAIRS)
-                col_ptrs = feat_ptr + i_t.to(tl.int64) * stride_fb + view_t * stride_fv
-                y_t = tl.load(labels_ptr + i_t, mask=tmask, other=-1)
-                kn_t = views_per_group * tl.load(n_ptr + y_t, mask=tmask, other=1.0)
-                m_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
-                l_t = tl.load(lse_ptr + num_part_rows + idx_t, mask=tmask, other=0.0)
-                s = _sim_tile(proto_rows, cmask, col_ptrs, tmask, D, BLOCK_M, BLOCK_N, BLOCK_D, PRECISION)
+                s, t, tmask, col_ptrs, y_t, kn_t, m_t, l_t = _key_tile(
+                    proto_rows, cmask, t0, rows_in_group, B, V, va, vb, feat_ptr, stride_fb, stride_fv,
+                    labels_ptr, n_ptr, views_per_group, lse_ptr, num_part_rows, D, BLOCK_M, BLOCK_N, BLOCK_D,
+                    PAIRS, PRECISION,
+                )  # fmt: skip
                 valid = cmask[:, None] & tmask[None, :]
                 same = c[:, None] == y_t[None, :]
                 x = _logits(s, scale2, tl.where(same, -tl.log2(kn_t)[None, :], other_bias_c[:, None]))

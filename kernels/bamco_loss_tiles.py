@@ -40,6 +40,47 @@ def _group_rows(t, B, V, va, vb, PAIRS: tl.constexpr):
 
 
 @triton.jit
+def _key_tile(
+    a_rows,
+    a_mask,
+    t0,
+    rows_in_group,
+    B,
+    V,
+    va,
+    vb,
+    feat_ptr,
+    stride_fb,
+    stride_fv,
+    labels_ptr,
+    n_ptr,
+    views_per_group,
+    lse_ptr,
+    num_part_rows,
+    D,
+    BLOCK_A: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PAIRS: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """One tile of a group's batch rows as keys of the gradient, against the anchor rows ``a_rows``
+    (``a_mask``): the similarities s (BLOCK_A, BLOCK_N) and, per key, its group-local index t, mask, feature
+    row pointer, label, k n_y, and the forward's row maximum m and log2 sum of exponentials l (log2
+    domain; see ``_finish_kernel``)."""
+    t = t0 + tl.arange(0, BLOCK_N)
+    tmask = t < rows_in_group
+    view_t, i_t, idx_t = _group_rows(t, B, V, va, vb, PAIRS)
+    col_ptrs = feat_ptr + i_t.to(tl.int64) * stride_fb + view_t * stride_fv
+    y_t = tl.load(labels_ptr + i_t, mask=tmask, other=-1)
+    kn_t = views_per_group * tl.load(n_ptr + y_t, mask=tmask, other=1.0)
+    m_t = tl.load(lse_ptr + idx_t, mask=tmask, other=0.0)
+    l_t = tl.load(lse_ptr + num_part_rows + idx_t, mask=tmask, other=0.0)
+    s = _sim_tile(a_rows, a_mask, col_ptrs, tmask, D, BLOCK_A, BLOCK_N, BLOCK_D, PRECISION)
+    return s, t, tmask, col_ptrs, y_t, kn_t, m_t, l_t
+
+
+@triton.jit
 def _class_counts(y, labels_ptr, B, SIZE: tl.constexpr, BLOCK_L: tl.constexpr):
     """n_c for a vector of class ids ``y`` (SIZE,) by comparison against all B labels (float32)."""
     n = tl.zeros([SIZE], dtype=tl.float32)

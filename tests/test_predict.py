@@ -39,6 +39,18 @@ def test_answers_one_question_about_a_real_image(run, capsys):
     )
 
 
+def test_a_question_longer_than_max_length_is_answered_with_a_warning(run, capsys):
+    image = shared_data("slake", "imgs", "xmlab1", "source.jpg")
+    question = " ".join(["is the liver enlarged"] * 2500) + "?"  # 10,000 words
+    assert main(["--run", str(run[0]), "--image", str(image), "--question", question, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert isinstance(json.loads(captured.out)["prediction"], str)
+    assert "warning: 1 question(s) longer than the model's max_length" in captured.err
+    assert "were cut at their end" in captured.err
+    assert main(["--run", str(run[0]), "--image", str(image), "--question", "Which organ is shown?"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_batch_file_and_folder_answer_like_single_questions(run, tmp_path, capsys):
     images = [shared_data("slake", "imgs", f"xmlab{i}", "source.jpg") for i in (1, 2, 3)]
     questions = ["is there a fracture?", "what organ is this?"]

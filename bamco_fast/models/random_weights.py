@@ -39,12 +39,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..boundary import UsageError
 from .random_biomedclip import build_random_biomedclip
 from .random_llms import DTYPES, LLM_NAMES, WIDTHS, build_random_llm
+
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict, Unpack
+
+    class FolderOptions(TypedDict, total=False):
+        """The keywords every random-weight builder takes (``**options: Unpack[FolderOptions]``)."""
+
+        width: str
+        seed: int
+        overwrite: bool
+
 
 __all__ = ["MODEL_NAMES", "build_random_weights", "folder_bytes", "folder_parameter_count", "main"]
 
@@ -56,19 +68,17 @@ def build_random_weights(
     folder: Path | str,
     texts: Sequence[str],
     *,
-    width: str = "full",
     dtype: str | torch.dtype = "float32",
-    seed: int = 0,
-    overwrite: bool = False,
+    **options: Unpack[FolderOptions],
 ) -> Path:
     """Write the random-weight folder of ``name`` (one of :data:`MODEL_NAMES`) and return it (absolute).
 
-    Arguments as :func:`bamco_fast.models.random_llms.build_random_llm`; for ``"biomedclip"`` the dtype
-    must be float32 (:func:`bamco_fast.models.random_biomedclip.build_random_biomedclip`).
+    Arguments (``dtype``, and ``width``, ``seed``, ``overwrite``) as
+    :func:`bamco_fast.models.random_llms.build_random_llm`; for ``"biomedclip"`` the dtype must be float32
+    (:func:`bamco_fast.models.random_biomedclip.build_random_biomedclip`).
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"name: expected one of {list(MODEL_NAMES)}, got {name!r}")
-    options = dict(width=width, seed=seed, overwrite=overwrite)
     if name == "biomedclip":
         if dtype not in ("float32", torch.float32):
             raise ValueError(f"dtype: biomedclip is written in float32 only, got {dtype!r}")

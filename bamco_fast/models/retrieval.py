@@ -23,9 +23,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import Required, TypedDict, Unpack
+
+    class BankOptions(TypedDict, total=False):
+        """The keywords of :class:`IntraClassBank` after its pools (``**options: Unpack[BankOptions]``)."""
+
+        mean: Required[Sequence[float]]
+        std: Required[Sequence[float]]
+        seed: int
+        sampling: str
+
 
 __all__ = ["SAMPLING_MODES", "IntraClassBank", "decode_images"]
 
@@ -145,18 +158,16 @@ class IntraClassBank:
         class_to_paths: Mapping[str, Sequence[Path | str]],
         *,
         image_size: int | tuple[int, int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        seed: int = 0,
-        sampling: str = "question",
+        **options: Unpack[BankOptions],
     ) -> IntraClassBank:
         """Build a bank from ``{class name: image files}``; every distinct file is decoded once.
 
-        ``image_size``: ``h = w`` or ``(h, w)`` of the stored images; the other keywords as the constructor.
+        ``image_size``: ``h = w`` or ``(h, w)`` of the stored images; the other keywords (``mean``, ``std``
+        required; ``seed``, ``sampling``) are the constructor's.
         """
         files, pools = _shared_pools(class_to_paths, "class_to_paths")
         images = decode_images(files, _size(image_size))
-        return cls(list(class_to_paths), images, pools, mean=mean, std=std, seed=seed, sampling=sampling)
+        return cls(list(class_to_paths), images, pools, **options)
 
     @classmethod
     def from_image_cache(
@@ -165,16 +176,13 @@ class IntraClassBank:
         cache,
         *,
         image_size: int | tuple[int, int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        seed: int = 0,
-        sampling: str = "question",
+        **options: Unpack[BankOptions],
     ) -> IntraClassBank:
         """Build a bank from an :class:`~bamco_fast.pretraining.image_cache.ImageCache` (no decoding).
 
         ``class_to_names`` maps each class to image names of ``cache.names``; the valid region of each
-        cached image is resized to ``image_size`` (``h = w`` or ``(h, w)``); the other keywords as the
-        constructor.
+        cached image is resized to ``image_size`` (``h = w`` or ``(h, w)``); the other keywords as
+        :meth:`from_paths`.
         """
         size = _size(image_size)
         position = {name: i for i, name in enumerate(cache.names)}
@@ -184,7 +192,7 @@ class IntraClassBank:
             j = position[image_name]
             h, w = (int(v) for v in cache.sizes[j])
             images[i] = _square(cache.images[j, :, :h, :w].cpu(), size)
-        return cls(list(class_to_names), images, pools, mean=mean, std=std, seed=seed, sampling=sampling)
+        return cls(list(class_to_names), images, pools, **options)
 
     @property
     def num_classes(self) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -45,6 +46,11 @@ from .projectors import PatchPoolingProjector, VectorProjector
 from .vqa_config import GeneratedAnswer, VQAModelConfig
 from .vqa_features import FrozenFeatures, frozen_features
 from .vqa_prompt import PLACEHOLDERS, encode_batch, prepare_tokenizer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .vqa_features import FrozenFeatureOptions
 
 __all__ = ["FrozenFeatures", "GeneratedAnswer", "VQAModel", "VQAModelConfig", "build_vqa_model"]
 
@@ -186,10 +192,10 @@ class VQAModel(nn.Module):
         return ks.encode_intra_class(bank.stacks(classes, keys, k).to(self.device))
 
     def frozen_features(
-        self, images: torch.Tensor | None, questions: Sequence[str], **kwargs
+        self, images: torch.Tensor | None, questions: Sequence[str], **options: Unpack[FrozenFeatureOptions]
     ) -> FrozenFeatures:
         """What the frozen parts compute for a batch (:func:`.vqa_features.frozen_features`)."""
-        return frozen_features(self, images, questions, **kwargs)
+        return frozen_features(self, images, questions, **options)
 
     def project(self, frozen: FrozenFeatures) -> dict[str, torch.Tensor]:
         """Projected prefix features per placeholder token name, ``(B, n, hidden)`` (with gradients)."""
@@ -208,30 +214,18 @@ class VQAModel(nn.Module):
         return [names[i] if i >= 0 else None for i in frozen.classes.tolist()]
 
     def prefix_features(
-        self,
-        images: torch.Tensor | None,
-        questions: Sequence[str],
-        *,
-        qids: Sequence[str] | None = None,
-        knowledge_texts: Sequence[str] | None = None,
-        intra_stacks: torch.Tensor | None = None,
-        report_retrieval: bool = True,
+        self, images: torch.Tensor | None, questions: Sequence[str], **options: Unpack[FrozenFeatureOptions]
     ) -> tuple[dict[str, torch.Tensor], list[str | None]]:
         """Projected prefix features (:meth:`project`) of a batch and the retrieved class names.
 
         Frozen parts (towers, text head, intra-class encoder, retrieval) run without gradients; the
-        projectors keep theirs. Images ``(B, 3, S, S)`` are normalised floats as the towers expect.
-        ``intra_stacks`` ``(B, K, 3, h, w)`` (normalised float) replace the bank's draw (e.g. augmented
-        training stacks). Retrieval runs when the draw needs it or ``report_retrieval``.
+        projectors keep theirs. Images ``(B, 3, S, S)`` are normalised floats as the towers expect. The
+        keywords are those of :func:`.vqa_features.frozen_features`: ``qids`` (seeded intra-class draws),
+        ``knowledge_texts``, ``intra_stacks`` ``(B, K, 3, h, w)`` (normalised float, replacing the bank's
+        draw, e.g. augmented training stacks) and ``report_retrieval`` (default ``True``: retrieval runs
+        even when the draw does not need it); an unknown keyword is a ``TypeError``.
         """
-        frozen = self.frozen_features(
-            images,
-            questions,
-            qids=qids,
-            knowledge_texts=knowledge_texts,
-            intra_stacks=intra_stacks,
-            report_retrieval=report_retrieval,
-        )
+        frozen = self.frozen_features(images, questions, **options)
         return self.project(frozen), self.retrieved_names(frozen)
 
     def splice(self, input_ids: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -334,15 +328,13 @@ class VQAModel(nn.Module):
         images: torch.Tensor | None,
         questions: Sequence[str],
         *,
-        qids: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
-        knowledge_texts: Sequence[str] | None = None,
-        intra_stacks: torch.Tensor | None = None,
+        **options: Unpack[FrozenFeatureOptions],
     ) -> list[GeneratedAnswer]:
         """Greedy answers for a batch (eval mode for the call; KV cache; left padding).
 
-        ``max_new_tokens`` defaults to the config's; the other arguments are those of
-        :meth:`prefix_features`.
+        ``max_new_tokens`` defaults to the config's; the other keywords (``qids``, ``knowledge_texts``,
+        ``intra_stacks``, ``report_retrieval``) are those of :meth:`prefix_features`.
         """
         from transformers import GenerationConfig
 
@@ -350,9 +342,7 @@ class VQAModel(nn.Module):
         self.eval()
         try:
             batch = self.encode_batch(questions)
-            feats, retrieved = self.prefix_features(
-                images, questions, qids=qids, knowledge_texts=knowledge_texts, intra_stacks=intra_stacks
-            )
+            feats, retrieved = self.prefix_features(images, questions, **options)
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             tok = self.tokenizer
             gen = GenerationConfig(

@@ -14,8 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict
+
+    class FrozenFeatureOptions(TypedDict, total=False):
+        """The keywords of :func:`frozen_features` (for ``**options: Unpack[FrozenFeatureOptions]``)."""
+
+        qids: Sequence[str] | None
+        knowledge_texts: Sequence[str] | None
+        intra_stacks: torch.Tensor | None
+        report_retrieval: bool
+
 
 __all__ = ["FrozenFeatureTable", "FrozenFeatures", "frozen_feature_table", "frozen_features"]
 
