@@ -119,43 +119,66 @@ def _env(cache: str) -> dict[str, str]:
     return env
 
 
-def _check(out: subprocess.CompletedProcess) -> None:
-    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-4000:])
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run_script(script: str, folder, cwd: str | None = None):
-    """Run ``script`` in a fresh process (no interpreter, a private Triton cache under ``folder``); it
-    writes JSON to the path given as its argument, which is returned parsed."""
-    path = folder / "out.json"
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(path)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=_env(str(folder / "cache")),
-        timeout=600,
-    )
-    _check(out)
-    return json.loads(path.read_text())
+def _start(cmd: list[str], folder, cwd: str | None = None) -> tuple[subprocess.Popen, object]:
+    """Start ``cmd`` in a fresh process (no interpreter, a private Triton cache under ``folder``), its
+    output in ``folder``."""
+    folder.mkdir(parents=True)
+    with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=_env(str(folder / "cache")))
+    return proc, folder
+
+
+def _script(script: str, folder) -> list[str]:
+    """The command that runs ``script``, which writes JSON to ``folder / "out.json"``."""
+    return [sys.executable, "-c", textwrap.dedent(script), str(folder / "out.json")]
+
+
+def _finish(job: tuple[subprocess.Popen, object]) -> tuple[str, object]:
+    """Wait for a :func:`_start` job; its stdout and the parsed ``out.json`` (exit code 0 asserted)."""
+    proc, folder = job
+    proc.wait(timeout=600)
+    stdout = (folder / "stdout.txt").read_text()
+    stderr = (folder / "stderr.txt").read_text()
+    assert proc.returncode == 0, (stdout[-3000:], stderr[-4000:])
+    return stdout, json.loads((folder / "out.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def loss_reports(tmp_path_factory) -> list[dict]:
-    tmp = tmp_path_factory.mktemp("aot_loss")
-    path = tmp / "loss.json"
-    cmd = [sys.executable, "-m", "bamco_fast.kernels.aot", "--target", "sm_90", "--case", "loss-b48"]
-    cmd += ["loss-b32768", "--dtype", "bfloat16", "float32", "--json", str(path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(str(tmp / "cache")), timeout=600)
-    _check(out)
-    assert "| loss-b48 | bfloat16 | _fwd_kernel |" in out.stdout  # the table is printed
-    data = json.loads(path.read_text())
+def compiled(tmp_path_factory) -> dict[str, tuple[str, object]]:
+    """Every compile job of this module, started together (independent processes: on two cores they take
+    about half the time of one after the other): ``{job: (stdout, JSON output)}``."""
+    root = tmp_path_factory.mktemp("aot")
+    loss_cmd = [sys.executable, "-m", "bamco_fast.kernels.aot", "--target", "sm_90", "--case", "loss-b48"]
+    loss_cmd += ["loss-b32768", "--dtype", "bfloat16", "float32", "--json", str(root / "loss" / "out.json")]
+    jobs = {
+        "loss": _start(loss_cmd, root / "loss"),
+        "planned": _start(_script(_LAUNCHES_AND_ENCODER, root / "planned"), root / "planned"),
+        "tuning": _start(_script(_TUNING_CANDIDATES, root / "tuning"), root / "tuning", cwd=REPO_ROOT),
+        "trace": _start(_script(_GPU_OPS_TRACE, root / "trace"), root / "trace"),
+    }
+    try:
+        return {name: _finish(job) for name, job in jobs.items()}
+    finally:
+        for proc, _ in jobs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def loss_reports(compiled) -> list[dict]:
+    stdout, data = compiled["loss"]
+    assert "| loss-b48 | bfloat16 | _fwd_kernel |" in stdout  # the table is printed
     assert data["target"]["name"] == "sm_90"
     return data["kernels"]
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory) -> dict:
-    return _run_script(_LAUNCHES_AND_ENCODER, tmp_path_factory.mktemp("aot_encoder"))
+def planned(compiled) -> dict:
+    return compiled["planned"][1]
 
 
 def _find(reports: list[dict], case: str, dtype: str, kernel: str) -> dict:
@@ -222,9 +245,9 @@ def test_encoder_block_kernels_all_compile_in_bf16(planned):
     assert all(r["dtype"] == "bfloat16" and r["mma"] == "-" for r in planned["reports"])
 
 
-def test_gpu_ops_trace_to_the_kernels_the_compiler_builds(tmp_path):
+def test_gpu_ops_trace_to_the_kernels_the_compiler_builds(compiled):
     """On a GPU both Triton ops are ``triton_op``s: a trace shows their kernel launches, one by one."""
-    data = _run_script(_GPU_OPS_TRACE, tmp_path)
+    data = compiled["trace"][1]
     assert data["loss"]["traced"] == ["_fwd_kernel", "_finish_kernel", "_grad_kernel"]
     assert (
         data["block"]["traced"][0] == "_dw_fwd_kernel" and data["block"]["traced"][-1] == "_norm_act_kernel"
@@ -248,10 +271,9 @@ def test_mma_kind_reads_the_dot_lowering():
     assert aot.mma_kind("tt.load", "fma.rn.f32 %f1, %f2, %f3, %f4;") == "-"
 
 
-def test_gpu_tune_candidates_compile_without_spills(tmp_path):
+def test_gpu_tune_candidates_compile_without_spills(compiled):
     """Every tile candidate the GPU sweep times (benchmarks/gpu_tune.py) is a valid sm_90 bf16 build."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    data = _run_script(_TUNING_CANDIDATES, tmp_path, cwd=root)
+    data = compiled["tuning"][1]
     assert "default" in data and len(data) >= 2
     for name, reports in data.items():
         assert sorted(r["kernel"] for r in reports) == ["_fwd_kernel", "_grad_kernel"], name
