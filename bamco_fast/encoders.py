@@ -25,6 +25,7 @@ from torch import nn
 
 from . import functional
 from .losses import check_backend_name
+from .tensor_checks import require_float_tensor
 
 NUM_STAGES = 5
 HEAD_HIDDEN = 768
@@ -216,13 +217,7 @@ class IntraClassEncoder(nn.Module):
     def volume(self, images: torch.Tensor) -> torch.Tensor:
         """(B, K, C, H, W) images -> the (B, C, K, H, W) volume of the configured layout (validated)."""
         expected = (self.num_images, self.in_channels, self.image_size, self.image_size)
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"IntraClassEncoder: images must be a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(
-                f"IntraClassEncoder: images must be a floating tensor, got dtype {images.dtype} "
-                f"with shape {tuple(images.shape)}"
-            )
+        require_float_tensor(images, "IntraClassEncoder: images")
         if images.dim() != 5:
             raise ValueError(
                 f"IntraClassEncoder: images must have shape (B, K, C, H, W) = (B, {', '.join(map(str, expected))}), "

@@ -23,6 +23,14 @@ What runs, each as ``python -m ...`` with its wall time and exit status recorded
 
 The report (``WORK/paper_scale.md`` and ``.json``) adds the sizes on disk and the GPU memory at each preset's
 batch derived from the measured figures (:func:`derive_gpu`), with the batch that fits 24 GB and 80 GB.
+
+Disk: the random weights, the merged copies and the checkpoints of all three LLMs take about 55 GiB. By
+default each LLM's weights, merged copy and checkpoints are deleted as soon as its run is measured (its
+sizes are in the report first), so the rehearsal needs about as much free disk as its largest LLM (about
+30 GiB for 3B in fp32); ``--keep`` keeps everything. The free space is checked before anything starts
+(:func:`disk_needed_gib`): too little is one line and exit 2. Each run's measurements are kept in
+``WORK/measured-RUN.json``; running the command again skips the runs already measured and starts a run
+that was not measured (interrupted, failed) afresh.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +50,15 @@ _SHARED = Path(os.environ.get("BAMCO_FAST_SHARED_DATA", REPO.parent / "shared" /
 LLMS = ("llama-3.2-1b", "llama-3.2-3b", "gpt2-xl")
 PRESET_BATCH = {"pretrain": 48, "vqa": 32}
 QUIET = ["--set", "loop.progress=false", "--set", "loop.tensorboard=false", "--set", "loop.num_threads=0"]
+
+# Sizes on disk in GiB, measured by this rehearsal with fp32 weights (2026-12-02): the random-weight folder
+# (the merged copy is the same size), and a VQA run folder with its checkpoints (hard links counted twice)
+# and without them (the model folder, what is kept). BASE: BiomedCLIP's folder, both pretraining runs and
+# the knowledge files.
+WEIGHTS_GIB = {"llama-3.2-1b": 4.7, "llama-3.2-3b": 12.1, "gpt2-xl": 5.9}
+RUN_GIB = {"llama-3.2-1b": 2.1, "llama-3.2-3b": 4.5, "gpt2-xl": 3.2}
+KEPT_GIB = {"llama-3.2-1b": 0.25, "llama-3.2-3b": 0.5, "gpt2-xl": 0.35}
+BASE_GIB = 1.2
 
 
 class Rehearsal:
@@ -60,9 +78,10 @@ class Rehearsal:
             [sys.executable, *args], capture_output=True, text=True, env=self.env, cwd=REPO, timeout=timeout
         )
         seconds = time.perf_counter() - start
-        self.log.append(
-            {"label": label, "code": proc.returncode, "seconds": round(seconds, 1), "command": args}
-        )
+        record = {"label": label, "code": proc.returncode, "seconds": round(seconds, 1), "command": args}
+        self.log.append(record)
+        with open(self.work / "commands.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
         status = "ok" if proc.returncode == expect else f"FAILED (exit {proc.returncode})"
         print(f"    {status} in {seconds:.0f} s", flush=True)
         if proc.returncode != expect:
@@ -75,22 +94,50 @@ def _sets(*items: str) -> list[str]:
     return [a for s in items for a in ("--set", s)]
 
 
-def build_models(r: Rehearsal, llms: list[str], dtype3b: str) -> dict[str, Path]:
-    """The random-weight folders (reused when they exist)."""
-    texts = [
-        f"slake={_SHARED / 'slake'}",
-        f"vqa-rad={_SHARED / 'vqa_rad' / 'hf_flaviagiammarino_order'}",
-        f"pathvqa={_SHARED / 'pathvqa'}",
-    ]
-    folders = {}
-    for name in ("biomedclip", *llms):
-        folder = r.work / "models" / name
-        dtype = dtype3b if name == "llama-3.2-3b" else "float32"
-        if not (folder / ("open_clip_config.json" if name == "biomedclip" else "config.json")).is_file():
-            args = ["-m", "bamco_fast.models.random_weights", name, "--out", str(folder), "--texts", *texts]
-            r.run(f"build {name}", args + ([] if name == "biomedclip" else ["--dtype", dtype]))
-        folders[name] = folder
-    return folders
+TEXTS = [
+    f"slake={_SHARED / 'slake'}",
+    f"vqa-rad={_SHARED / 'vqa_rad' / 'hf_flaviagiammarino_order'}",
+    f"pathvqa={_SHARED / 'pathvqa'}",
+]
+
+
+def build_model(r: Rehearsal, name: str, dtype: str = "float32") -> Path:
+    """The random-weight folder of ``name`` (reused when it exists)."""
+    folder = r.work / "models" / name
+    if not (folder / ("open_clip_config.json" if name == "biomedclip" else "config.json")).is_file():
+        args = ["-m", "bamco_fast.models.random_weights", name, "--out", str(folder), "--texts", *TEXTS]
+        r.run(f"build {name}", args + ([] if name == "biomedclip" else ["--dtype", dtype]))
+    return folder
+
+
+def disk_needed_gib(llms: list[str], dtype3b: str, *, keep: bool) -> float:
+    """Free disk the rehearsal of ``llms`` needs, from the sizes it measured (GiB, 10 % and 1 GiB spare).
+
+    Each LLM at its peak holds its random weights, its merged copy and its run with checkpoints; with
+    ``keep`` they add up, without it only the largest counts plus what is kept of the others."""
+    peak = {}
+    for llm in llms:
+        scale = 0.5 if llm == "llama-3.2-3b" and dtype3b == "bfloat16" else 1.0
+        peak[llm] = 2 * WEIGHTS_GIB[llm] * scale + RUN_GIB[llm]
+    if keep:
+        need = sum(peak.values())
+    else:
+        need = max(peak.values(), default=0.0) + sum(KEPT_GIB[llm] for llm in llms)
+    return (BASE_GIB + need) * 1.1 + 1.0
+
+
+def free_gib(path: Path) -> float:
+    """Free space of the disk ``path`` is (or will be) on."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free / 2**30
+
+
+def release_llm(work: Path, llm: str, run: Path) -> None:
+    """Delete what the report no longer needs of a measured LLM run: weights, merged copy, checkpoints."""
+    for folder in (work / "models" / llm, work / f"merged-{llm}", run / "checkpoints"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pretrain(r: Rehearsal, dataset: str, towers: Path) -> Path:
@@ -126,11 +173,10 @@ def vqa(r: Rehearsal, llm: str, folder: Path, space: Path, image: Path) -> Path:
     if (run / "predictions_validate.jsonl").read_text() != first:
         raise SystemExit(f"vqa {llm}: the saved model does not reproduce its predictions")
     merged = r.work / f"merged-{llm}"
-    if not merged.exists():
-        r.run(
-            f"vqa {llm}: merge",
-            ["-m", "bamco_fast.inference", "merge", "--run", str(run), "--out", str(merged)],
-        )
+    shutil.rmtree(merged, ignore_errors=True)
+    r.run(
+        f"vqa {llm}: merge", ["-m", "bamco_fast.inference", "merge", "--run", str(run), "--out", str(merged)]
+    )
     ask = [
         "-m",
         "bamco_fast.predict",
@@ -153,6 +199,24 @@ def vqa(r: Rehearsal, llm: str, folder: Path, space: Path, image: Path) -> Path:
     return run
 
 
+def measured(r: Rehearsal, kind: str, run: Path) -> dict:
+    """:func:`measure` once per run, kept in ``WORK/measured-RUN.json`` (written when complete)."""
+    path = r.work / f"measured-{run.name}.json"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(measure(r, kind, run), indent=1) + "\n")
+        os.replace(tmp, path)
+    return json.loads(path.read_text())
+
+
+def fresh(run: Path, r: Rehearsal) -> bool:
+    """Whether ``run`` still has to run; a run folder left without measurements is started again."""
+    if (r.work / f"measured-{run.name}.json").is_file():
+        return False
+    shutil.rmtree(run, ignore_errors=True)
+    return True
+
+
 def probe(r: Rehearsal, kind: str, run: Path) -> dict:
     out = r.work / f"probe-{run.name}.json"
     if not out.is_file():
@@ -172,7 +236,8 @@ def derive_gpu(p: dict, kind: str, *, weight_bytes_per_param: int) -> dict:
     static = (p["parameters"] * weight_bytes_per_param + p["trainable"] * 12) / 2**30 + 1.0
     slope = p["slope_mib_per_sample"] / 1024
     batch = PRESET_BATCH[kind]
-    fits = {card: max(0, int((card * 0.9 - static) / slope)) if slope > 0 else 0 for card in (24, 80)}
+    # string keys: the figures go through JSON (measured-RUN.json, paper_scale.json)
+    fits = {str(card): max(0, int((card * 0.9 - static) / slope)) if slope > 0 else 0 for card in (24, 80)}
     return {
         "static_gib": static,
         "slope_gib": slope,
@@ -187,48 +252,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llms", nargs="+", choices=LLMS, default=list(LLMS))
     parser.add_argument("--dtype-3b", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep every LLM's random weights, merged copy and checkpoints (about 55 GiB for all three)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
-        help="rebuild the report from the runs and probes already in WORK",
+        help="rebuild the report from WORK/paper_scale.json (the GPU figures derived again)",
     )
     args = parser.parse_args(argv)
     if args.report_only:
-        old = json.loads((args.work / "paper_scale.json").read_text())
-        r = Rehearsal(args.work)
-        kinds = {name: "vqa" if name.startswith("vqa") else "pretrain" for name in old["runs"]}
-        runs = {name: measure(r, kind, args.work / name) for name, kind in kinds.items()}
-        return write_report(args.work, {"commands": old["commands"], "runs": runs})
+        source = args.work / "paper_scale.json"
+        if not source.is_file():
+            print(
+                f"paper_scale: --work: expected a finished rehearsal with {source}, found none",
+                file=sys.stderr,
+            )
+            return 2
+        old = json.loads(source.read_text())
+        for name, p in old["runs"].items():
+            p["gpu"] = derive_gpu(
+                p, "vqa" if name.startswith("vqa") else "pretrain", weight_bytes_per_param=4
+            )
+        return write_report(args.work, old)
+    todo = [llm for llm in args.llms if not (args.work / f"measured-vqa-slake-{llm}.json").is_file()]
+    need, free = disk_needed_gib(todo, args.dtype_3b, keep=args.keep), free_gib(args.work)
+    if free < need:
+        print(
+            f"paper_scale: --work {args.work}: needs about {need:.0f} GiB free on its disk for "
+            f"{' '.join(todo) or 'the pretraining runs'}{' with --keep' if args.keep else ''}, found "
+            f"{free:.1f} GiB (free some, point --work at a larger disk, or rehearse fewer --llms)",
+            file=sys.stderr,
+        )
+        return 2
     if not (_SHARED / "slake").is_dir():
         print(f"skipped: needs the shared datasets under {_SHARED} (set BAMCO_FAST_SHARED_DATA)")
         return 0
     r = Rehearsal(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
-    models = build_models(r, args.llms, args.dtype_3b)
+    towers = build_model(r, "biomedclip")
     for split in ("train", "validate"):
         target = args.work / "knowledge" / f"slake-{split}.json"
         if not target.is_file():
             kb = ["--kb", f"slake-kg:{_SHARED / 'slake' / 'KG'}", "--out", str(target), "--no-progress"]
-            r.run(
-                f"knowledge slake {split}",
-                [
-                    "-m",
-                    "bamco_fast.knowledge",
-                    "build",
-                    "--dataset",
-                    "slake",
-                    "--root",
-                    str(_SHARED / "slake"),
-                    "--split",
-                    split,
-                    *kb,
-                ],
-            )
-    runs = {f"pretrain-{d}": ("pretrain", pretrain(r, d, models["biomedclip"])) for d in ("slake", "vqa-rad")}
+            args_kb = ["--dataset", "slake", "--root", str(_SHARED / "slake"), "--split", split, *kb]
+            r.run(f"knowledge slake {split}", ["-m", "bamco_fast.knowledge", "build", *args_kb])
+    runs = {}
+    for dataset in ("slake", "vqa-rad"):
+        run = args.work / f"pretrain-{dataset}"
+        if fresh(run, r):
+            pretrain(r, dataset, towers)
+        runs[run.name] = measured(r, "pretrain", run)
     image = _SHARED / "slake" / "imgs" / "xmlab1" / "source.jpg"
     for llm in args.llms:
-        runs[f"vqa-slake-{llm}"] = ("vqa", vqa(r, llm, models[llm], runs["pretrain-slake"][1], image))
-    report = {"commands": r.log, "runs": {name: measure(r, kind, run) for name, (kind, run) in runs.items()}}
-    return write_report(args.work, report)
+        run = args.work / f"vqa-slake-{llm}"
+        if fresh(run, r):
+            folder = build_model(r, llm, args.dtype_3b if llm == "llama-3.2-3b" else "float32")
+            vqa(r, llm, folder, args.work / "pretrain-slake", image)
+        runs[run.name] = measured(r, "vqa", run)
+        if not args.keep:
+            release_llm(args.work, llm, run)
+    log = args.work / "commands.jsonl"
+    commands = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else r.log
+    return write_report(args.work, {"commands": commands, "runs": runs})
 
 
 def measure(r: Rehearsal, kind: str, run: Path) -> dict:
@@ -287,7 +374,7 @@ def format_report(report: dict) -> str:
         g, kind = p["gpu"], "vqa" if name.startswith("vqa") else "pretrain"
         lines.append(
             f"| {name} | {PRESET_BATCH[kind]} | {g['at_preset_gib']:.1f} GiB ({g['static_gib']:.1f} static + "
-            f"{g['slope_gib'] * 1024:.0f} MiB/sample) | {g['batch_fits'][24]} | {g['batch_fits'][80]} |"
+            f"{g['slope_gib'] * 1024:.0f} MiB/sample) | {g['batch_fits']['24']} | {g['batch_fits']['80']} |"
         )
     return "\n".join(lines)
 

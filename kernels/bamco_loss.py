@@ -88,6 +88,22 @@ class _Groups(NamedTuple):
     num_part_rows: int
 
 
+class _Operands(NamedTuple):
+    """The four tensors the forward and gradient kernels both read first, in their argument order:
+    ``features`` (B, V, D), ``prototypes`` (C, D), ``labels`` (B,) int64 and the class ``counts`` (C,)
+    fp32 (filled by the count kernel, or by the finish kernel when the counts are inline)."""
+
+    features: torch.Tensor
+    prototypes: torch.Tensor
+    labels: torch.Tensor
+    counts: torch.Tensor
+
+
+def _mean_weight(groups: _Groups, batch: int) -> float:
+    """``coef = 1 / (num_groups k B)``: the weight of one anchor's loss in the mean over groups and anchors."""
+    return 1.0 / (groups.num_groups * groups.views_per_group * batch)
+
+
 def _groups(mode: int, batch: int, num_views: int) -> _Groups:
     """The :class:`_Groups` of ``mode`` for B = ``batch`` samples of V = ``num_views`` views."""
     pairs = mode == VIEW_PAIRS
@@ -131,26 +147,18 @@ def _launch_counts(
 
 
 def _launch_forward(
-    plan: LaunchPlan,
-    groups: _Groups,
-    features: torch.Tensor,
-    prototypes: torch.Tensor,
-    labels: torch.Tensor,
-    counts: torch.Tensor,
-    partials: torch.Tensor,
-    scale2: float,
+    plan: LaunchPlan, groups: _Groups, operands: _Operands, partials: torch.Tensor, temperature: float
 ) -> None:
     """Forward kernel: the per-row partial softmax statistics of every key split, (3, splits, rows) fp32
     into ``partials``; the grid is (anchor blocks, groups, key splits)."""
+    features, prototypes = operands.features, operands.prototypes
+    scale2 = _LOG2E / temperature
     batch, num_views, dim = features.shape
     grid = (triton.cdiv(groups.views_per_group * batch, plan.block_m), groups.num_groups, plan.num_splits)
     launch(
         kernels._fwd_kernel,
         grid,
-        features,
-        prototypes,
-        labels,
-        counts,
+        *operands,
         partials,
         batch,
         prototypes.shape[0],
@@ -179,37 +187,33 @@ def _launch_forward(
 def _launch_finish(
     plan: LaunchPlan,
     groups: _Groups,
-    partials: torch.Tensor,
-    lse: torch.Tensor,
-    loss: torch.Tensor,
-    labels: torch.Tensor,
-    counts: torch.Tensor,
-    sizes: tuple[int, int, int],
-    inv_t: float,
-    coef: float,
+    operands: _Operands,
+    stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    temperature: float,
     write_counts: bool,
 ) -> None:
-    """Finish kernel (one program): merge the split statistics into the per-row log-sum-exp ``lse`` and
-    reduce the loss into ``loss`` (0-dim); with ``write_counts`` it also stores the inline class counts.
-    ``sizes`` is (B, C, V)."""
-    batch, num_classes, num_views = sizes
+    """Finish kernel (one program): merge the split statistics into the per-row log-sum-exp and reduce the
+    loss; ``stats`` is (partials, lse, loss) and the kernel writes the last two. With ``write_counts`` it
+    also stores the inline class counts."""
+    partials, lse, loss = stats
+    batch, num_views, _ = operands.features.shape
     launch(
         kernels._finish_kernel,
         (1,),
         partials,
         lse,
         loss,
-        labels,
-        counts,
+        operands.labels,
+        operands.counts,
         batch,
-        num_classes,
+        operands.prototypes.shape[0],
         num_views,
         groups.views_per_group,
         groups.num_groups,
         plan.num_splits,
         groups.num_part_rows,
-        inv_t,
-        coef,
+        1.0 / temperature,
+        _mean_weight(groups, batch),
         PAIRS=groups.pairs,
         INLINE_COUNTS=plan.inline_counts,
         WRITE_COUNTS=write_counts,
@@ -220,19 +224,14 @@ def _launch_finish(
 
 
 def _launch_grad(
-    plan: LaunchPlan,
-    groups: _Groups,
-    features: torch.Tensor,
-    prototypes: torch.Tensor,
-    labels: torch.Tensor,
-    counts: torch.Tensor,
-    lse: torch.Tensor,
-    scale2: float,
-    grad_scale: float,
+    plan: LaunchPlan, groups: _Groups, operands: _Operands, lse: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient kernel: d loss / d features (B, V, D) and d loss / d prototypes (C, D) in the features
     dtype; the grid is (row blocks of every view, then prototype blocks) x (D slices of ``BLOCK_DO``)."""
+    features, prototypes = operands.features, operands.prototypes
     batch, num_views, dim = features.shape
+    scale2 = _LOG2E / temperature
+    grad_scale = _mean_weight(groups, batch) * (1.0 / temperature)
     num_classes = prototypes.shape[0]
     grad_features = torch.empty_like(features)
     grad_prototypes = torch.empty_like(prototypes)
@@ -241,10 +240,7 @@ def _launch_grad(
     launch(
         kernels._grad_kernel,
         grid,
-        features,
-        prototypes,
-        labels,
-        counts,
+        *operands,
         lse,
         grad_features,
         grad_prototypes,
@@ -307,9 +303,10 @@ def _bamco_loss_triton(
     batch, num_views, dim = features.shape
     num_classes = prototypes.shape[0]
     groups = _groups(mode, batch, num_views)
-    k, num_groups = groups.views_per_group, groups.num_groups
     device = features.device
-    plan = plan_launches(device, features.dtype, batch, k, num_groups, num_classes, dim)
+    plan = plan_launches(
+        device, features.dtype, batch, groups.views_per_group, groups.num_groups, num_classes, dim
+    )
     f32 = torch.float32
 
     partials = torch.empty((3, plan.num_splits, groups.num_part_rows), dtype=f32, device=device)
@@ -319,18 +316,14 @@ def _bamco_loss_triton(
 
     if not plan.inline_counts:
         _launch_counts(plan, labels, counts, batch, num_classes)
-    scale2 = _LOG2E / float(temperature)
-    _launch_forward(plan, groups, features, prototypes, labels, counts, partials, scale2)
-    inv_t = 1.0 / float(temperature)
-    coef = 1.0 / (num_groups * k * batch)
-    sizes = (batch, num_classes, num_views)
+    temperature = float(temperature)
+    operands = _Operands(features, prototypes, labels, counts)
+    _launch_forward(plan, groups, operands, partials, temperature)
     write_counts = plan.inline_counts and compute_grad
-    _launch_finish(plan, groups, partials, lse, loss, labels, counts, sizes, inv_t, coef, write_counts)
+    _launch_finish(plan, groups, operands, (partials, lse, loss), temperature, write_counts)
     if not compute_grad:
         return loss, features.new_empty((0,)), prototypes.new_empty((0,))
-    grad_features, grad_prototypes = _launch_grad(
-        plan, groups, features, prototypes, labels, counts, lse, scale2, coef * inv_t
-    )
+    grad_features, grad_prototypes = _launch_grad(plan, groups, operands, lse, temperature)
     return loss, grad_features, grad_prototypes
 
 

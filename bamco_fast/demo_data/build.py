@@ -35,6 +35,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["build_demo", "main", "select_images"]
 
@@ -146,14 +147,20 @@ def _source_paths(shared: Path) -> dict[str, Path]:
     return needed
 
 
-def _write_knowledge(
-    tmp: Path, kg_train: list, kg_test: list, chosen_set: set[str]
-) -> tuple[dict, set, list]:
+class _Knowledge(NamedTuple):
+    """What :func:`_write_knowledge` wrote: the knowledge records per split (``train``, ``validate``,
+    ``test``), the validation image names and the validation QA records."""
+
+    records: dict[str, list]
+    val_images: set[str]
+    val_records: list
+
+
+def _write_knowledge(tmp: Path, kg_train: list, kg_test: list, chosen_set: set[str]) -> _Knowledge:
     """Write ``knowledge/{train,validate,test}.json`` under ``tmp``.
 
     The validation images are those :func:`bamco_fast.data.splits.carve_validation` carves from the
-    already written ``tmp/vqa_rad/train.json`` (default fraction and seed). Returns the records per split,
-    the validation image names and the validation QA records.
+    already written ``tmp/vqa_rad/train.json`` (default fraction and seed).
     """
     from bamco_fast.data.loading import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from bamco_fast.data.splits import carve_validation
@@ -169,21 +176,14 @@ def _write_knowledge(
     }
     for split, records in kg.items():
         _write_json(tmp / "knowledge" / f"{split}.json", [r.to_json() for r in records])
-    return kg, val_images, val_records
+    return _Knowledge(kg, val_images, val_records)
 
 
 def _manifest(
-    *,
-    size: int,
-    quality: int,
-    kg_train: list,
-    chosen: list[str],
-    kg: dict,
-    vqa: dict,
-    val_images: set,
-    val_records: list,
+    size: int, quality: int, kg_train: list, chosen: list[str], vqa: dict, knowledge: _Knowledge
 ) -> dict:
     """The manifest's settings and counts (the ``sha256`` entry is added once every file is written)."""
+    kg, val_images, val_records = knowledge
     train_pools: dict[str, set[str]] = defaultdict(set)
     for r in kg["train"]:
         train_pools[r.head_entity.lower()].add(r.image)
@@ -259,18 +259,9 @@ def build_demo(
             _save_image(needed["images"] / name, tmp / "vqa_rad/images" / name, size, quality)
         for split, rows in vqa.items():
             _write_json(tmp / "vqa_rad" / f"{split}.json", rows)
-        kg, val_images, val_records = _write_knowledge(tmp, kg_train, kg_test, chosen_set)
+        knowledge = _write_knowledge(tmp, kg_train, kg_test, chosen_set)
         shutil.copyfile(needed["licence"], tmp / "LICENSE.BaMCo")
-        manifest = _manifest(
-            size=size,
-            quality=quality,
-            kg_train=kg_train,
-            chosen=chosen,
-            kg=kg,
-            vqa=vqa,
-            val_images=val_images,
-            val_records=val_records,
-        )
+        manifest = _manifest(size, quality, kg_train, chosen, vqa, knowledge)
         _finish(tmp, out, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..tensor_checks import require_float_tensor
+
 BIOMEDCLIP = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -168,13 +170,7 @@ class Towers(nn.Module):
     def check_images(self, images: torch.Tensor, where: str) -> None:
         """Raise a clear error unless ``images`` is a float (B, 3, S, S) tensor with S = image_size."""
         expected = f"(B, 3, {self.image_size}, {self.image_size})"
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"{where}: images must be a float tensor {expected}, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(
-                f"{where}: images must be a float tensor {expected} normalised with image_mean/std, "
-                f"got dtype {images.dtype}"
-            )
+        require_float_tensor(images, f"{where}: images", f" {expected} normalised with image_mean/std")
         if images.dim() != 4 or tuple(images.shape[1:]) != (3, self.image_size, self.image_size):
             raise ValueError(f"{where}: images must have shape {expected}, got {tuple(images.shape)}")
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..tensor_checks import require_float_tensor
 from . import _backends
 from ._tolerance import Tolerance
 
@@ -133,10 +134,7 @@ def check_inputs(x: torch.Tensor, params: Sequence[torch.Tensor], eps: float) ->
     """
     named = {"x": x, **dict(zip(PARAM_NAMES, params))}
     for name, t in named.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{OP_NAME}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{OP_NAME}: {name} must be a floating tensor, got dtype {t.dtype}")
+        require_float_tensor(t, f"{OP_NAME}: {name}")
     if x.dim() != 5:
         raise ValueError(f"{OP_NAME}: x must have shape (B, c, D, H, W), got {tuple(x.shape)}")
     if x.numel() == 0:

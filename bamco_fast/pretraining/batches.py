@@ -26,13 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .augment import CLIP_MEAN, CLIP_STD, AugmentConfig, augment_views, evaluation_views
 from .image_cache import ImageCache, build_image_cache
 from .records import TEXT_KINDS, KnowledgeTable
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "PUBLISHED_TEXT_PROBABILITIES",
@@ -97,8 +100,23 @@ class SamplerConfig:
             )
 
 
+class _TensorBatch:
+    """What every batch dataclass of tensors has: its length (the rows of ``labels``) and ``to``."""
+
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
+        """A copy with every tensor field moved to ``device``."""
+        return type(self)(
+            **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
+        )
+
+
 @dataclass
-class PretrainBatch:
+class PretrainBatch(_TensorBatch):
     """One training batch (``B`` samples).
 
     Attributes:
@@ -122,14 +140,6 @@ class PretrainBatch:
     image_index: torch.Tensor
     intra_index: torch.Tensor
 
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> PretrainBatch:
-        return type(self)(
-            **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
-        )
-
 
 @dataclass(frozen=True)
 class BatchDraw:
@@ -144,7 +154,7 @@ class BatchDraw:
 
 
 @dataclass
-class EvalBatch:
+class EvalBatch(_TensorBatch):
     """One evaluation batch: deterministic views and all three texts of each record.
 
     Attributes:
@@ -162,9 +172,6 @@ class EvalBatch:
     labels: torch.Tensor
     record_index: torch.Tensor
     image_index: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
 
 
 def _generator(*key: int) -> torch.Generator:

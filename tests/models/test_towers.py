@@ -112,8 +112,16 @@ def test_patch_tokens(towers):
 def test_bad_inputs(towers):
     with pytest.raises(ValueError, match=r"images must have shape \(B, 3, 64, 64\), got \(2, 3, 32, 32\)"):
         towers.encode_image(torch.zeros(2, 3, 32, 32))
-    with pytest.raises(TypeError, match="float tensor"):
+    expected = rf"\(B, 3, {IMAGE}, {IMAGE}\) normalised with image_mean/std"
+    with pytest.raises(
+        TypeError,
+        match=rf"Towers.patch_tokens: images must be a floating tensor {expected}, got dtype torch.uint8",
+    ):
         towers.patch_tokens(torch.zeros(2, 3, IMAGE, IMAGE, dtype=torch.uint8))
+    with pytest.raises(
+        TypeError, match=rf"Towers.encode_image: images must be a torch.Tensor {expected}, got list"
+    ):
+        towers.encode_image([[0.0]])
     with pytest.raises(ValueError, match=r"tokens must be a \(N, L\)"):
         towers.encode_text(torch.zeros(32, dtype=torch.long))
     with pytest.raises(TypeError, match="integer tensor"):
