@@ -27,10 +27,10 @@ batch derived from the measured figures (:func:`derive_gpu`), with the batch tha
 Disk: the random weights, the merged copies and the checkpoints of all three LLMs take about 55 GiB. By
 default each LLM's weights, merged copy and checkpoints are deleted as soon as its run is measured (its
 sizes are in the report first), so the rehearsal needs about as much free disk as its largest LLM (about
-30 GiB for 3B in fp32); ``--keep`` keeps everything. The free space is checked before anything starts
-(:func:`disk_needed_gib`): too little is one line and exit 2. Each run's measurements are kept in
-``WORK/measured-RUN.json``; running the command again skips the runs already measured and starts a run
-that was not measured (interrupted, failed) afresh.
+31 GiB for 3B in fp32; 35 GiB with the check's margin); ``--keep`` keeps everything. The free space is
+checked before anything starts (:func:`disk_needed_gib`): too little is one line and exit 2. Each run's
+measurements are kept in ``WORK/measured-RUN.json``; running the command again skips the runs already
+measured and starts a run that was not measured (interrupted, failed) afresh.
 """
 
 from __future__ import annotations
